@@ -1,0 +1,67 @@
+"""Atomic file output shared by every tool: a file either exists complete or not at all."""
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dsrg.voc import PALETTE
+
+
+def atomic_write_bytes(path, data):
+    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path, obj):
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_save_npy(path, array):
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_save_image(path, image, image_format=None):
+    """Save a PIL image (or an H×W×3 uint8 array) atomically; the format follows the suffix."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format or Image.registered_extensions()[Path(path).suffix.lower()])
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_save_label_png(path, label):
+    """Save an H×W uint8 label map as a VOC palette PNG (255 = ignore)."""
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise ValueError(f"{path}: a label map must be H×W, got shape {label.shape}")
+    image = Image.fromarray(label.astype(np.uint8), mode="P")
+    image.putpalette(PALETTE)
+    atomic_save_image(path, image, "PNG")
+
+
+def read_label_png(path):
+    """Read a palette (or grey) label PNG as an H×W uint8 array of class indices."""
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L"):
+            raise ValueError(f"{path}: expected a palette or greyscale label PNG, got mode {image.mode}")
+        return np.array(image, dtype=np.uint8)
