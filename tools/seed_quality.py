@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+r"""Precision, recall and coverage of localization seeds against ground truth, per class and overall.
+
+Seeds come from an official cue file (--cues, "%i_cues" on a --cue-size grid, image index from
+--list) and/or from a folder of grown seeds (--seed-dir: <id>.npy C×h×w 0/1 or h×w labels, or
+<id>.png label maps, 255 = no seed). The ground truth is sampled onto each seed grid by
+aligned-corners nearest sampling; GT 255 cells are skipped. Definitions: see dsrg/seeds.py.
+
+    python tools/seed_quality.py --cues localization_cues-sec.pickle.gz \
+        --gt VOC/SegmentationClassAug --list lists/input_list.txt --cue-size 41 --out seeds.json
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dsrg.cues import load_cues
+from dsrg.evaluation import read_class_names, read_image_ids
+from dsrg.fileio import atomic_write_json, atomic_write_text, read_label_png
+from dsrg.seeds import (SeedQuality, cue_seed_masks, find_seed_file, format_seed_markdown, format_seed_table,
+                        load_seed_map, read_indexed_list, sample_labels_on_grid)
+from dsrg.voc import CLASS_NAMES, NUM_CLASSES
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cues", help="official cue file (.pickle[.gz] / .npz)")
+    parser.add_argument("--seed-dir", "--grown-seeds", dest="seed_dir",
+                        help="folder of grown seeds <id>.npy (C×h×w 0/1, or h×w labels) or <id>.png (labels, "
+                             "255 = no seed)")
+    parser.add_argument("--gt", required=True, help="folder of ground-truth label PNGs <id>.png")
+    parser.add_argument("--list", "--input-list", dest="list", required=True,
+                        help="input_list.txt ('<id>.jpg <index>'; the index keys the cue file); with only "
+                             "--seed-dir a plain id list works too")
+    parser.add_argument("--cue-size", type=int, default=41, help="cue grid side (default 41)")
+    parser.add_argument("--class_num", "--num-classes", dest="class_num", type=int, default=None,
+                        help=f"classes incl. background (default: from --classes, else {NUM_CLASSES})")
+    parser.add_argument("--classes", help="file with one class name per line, background first")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images of the list")
+    parser.add_argument("--out", help="JSON summary (atomic)")
+    parser.add_argument("--markdown", help="also write the figures as markdown tables (atomic)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, only the overall lines")
+    args = parser.parse_args(argv)
+    if not args.cues and not args.seed_dir:
+        parser.error("give --cues and/or --seed-dir")
+    return args
+
+
+def measure_cues(cue_path, gt_dir, pairs, num_classes, cue_size, progress=True):
+    """SeedQuality of a cue file over (id, index) pairs."""
+    mapping = load_cues(cue_path)
+    quality = SeedQuality(num_classes)
+    for image_name, index in tqdm(pairs, desc="cue quality", unit="img", disable=not progress):
+        gt_path = Path(gt_dir) / f"{image_name}.png"
+        seeds = cue_seed_masks(mapping, index, num_classes, cue_size, source=cue_path)
+        gt_grid = sample_labels_on_grid(_read_gt(gt_path), cue_size, cue_size)
+        quality.add(seeds, gt_grid, source=f"{cue_path} index {index} / {gt_path}")
+    return quality
+
+
+def measure_seed_dir(seed_dir, gt_dir, ids, num_classes, progress=True):
+    """SeedQuality of a folder of grown-seed maps over `ids`."""
+    quality = SeedQuality(num_classes)
+    for image_name in tqdm(ids, desc="grown-seed quality", unit="img", disable=not progress):
+        seed_path = find_seed_file(seed_dir, image_name)
+        seeds = load_seed_map(seed_path, num_classes)
+        gt_path = Path(gt_dir) / f"{image_name}.png"
+        gt_grid = sample_labels_on_grid(_read_gt(gt_path), seeds.shape[1], seeds.shape[2])
+        quality.add(seeds, gt_grid, source=seed_path)
+    return quality
+
+
+def _read_gt(path):
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ground truth is missing (expected a label PNG)")
+    return read_label_png(path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    class_names = read_class_names(args.classes) if args.classes else None
+    num_classes = args.class_num or (len(class_names) if class_names else NUM_CLASSES)
+    if class_names is None and num_classes <= len(CLASS_NAMES):
+        class_names = CLASS_NAMES[:num_classes]
+    progress = not args.quiet
+    summaries = {}
+    if args.cues:
+        pairs = read_indexed_list(args.list)[:args.limit]
+        quality = measure_cues(args.cues, args.gt, pairs, num_classes, args.cue_size, progress)
+        summaries["cues"] = quality.summary(class_names)
+    if args.seed_dir:
+        ids = read_image_ids(args.list)[:args.limit]
+        quality = measure_seed_dir(args.seed_dir, args.gt, ids, num_classes, progress)
+        summaries["grown_seeds"] = quality.summary(class_names)
+    for title, summary in summaries.items():
+        table = format_seed_table(summary, title)
+        print(table if not args.quiet else "\n".join(table.splitlines()[-2:]))
+    if args.out:
+        atomic_write_json(args.out, {**summaries, "gt": str(args.gt), "list": str(args.list),
+                                     "cue_file": args.cues, "seed_dir": args.seed_dir})
+    if args.markdown:
+        atomic_write_text(args.markdown, format_seed_markdown(summaries))
+    return summaries
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        sys.exit(f"seed_quality.py: error: {error}")

@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+r"""Draw panels image | ground truth | prediction (| cues | grown seeds) for a list of images.
+
+Every input but the id list is optional; a panel is drawn for each one given. Label maps are
+coloured with the VOC palette, a legend row names the classes shown.
+
+    python tools/visualize.py --ids data/demo/lists/val_id.txt --images data/demo/JPEGImages \
+        --gt data/demo/SegmentationClass --pred out/pred --classes data/demo/classes.txt \
+        --grid out/val_panels.png --limit 8
+
+--out DIR writes one <id>.png per image (existing ones are skipped unless --force); --grid FILE
+writes all rows stacked in one PNG. Both are written atomically.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from dsrg.cues import load_cues
+from dsrg.evaluation import read_class_names, read_image_ids, resolve_class_names
+from dsrg.fileio import atomic_save_image, read_label_png
+from dsrg.seeds import cue_seed_masks, find_seed_file, load_seed_map, read_indexed_list
+from dsrg.visual import (BACKGROUND_GREY, colorize, draw_cues, draw_grown_seeds, legend, make_row, seeds_to_label_map,
+                         stack)
+from dsrg.voc import IGNORE_LABEL, NUM_CLASSES
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ids", help="image list (ids, '<id>.jpg <index>' or '/JPEGImages/<id>.jpg ...' lines)")
+    parser.add_argument("--id", action="append", default=[], help="an image id (repeatable; with or instead of --ids)")
+    parser.add_argument("--images", help="folder of images <id><ext>")
+    parser.add_argument("--image-ext", default=".jpg", help="image file suffix (default .jpg)")
+    parser.add_argument("--gt", help="folder of ground-truth label PNGs")
+    parser.add_argument("--pred", help="folder of predicted label PNGs")
+    parser.add_argument("--cues", help="official cue file; needs --list for the image indices")
+    parser.add_argument("--list", "--input-list", dest="list",
+                        help="input_list.txt ('<id>.jpg <index>') that indexes the cue file")
+    parser.add_argument("--cue-size", type=int, default=41, help="cue grid side (default 41)")
+    parser.add_argument("--seed-dir", "--grown-seeds", dest="seed_dir",
+                        help="folder of grown seeds <id>.npy (C×h×w or h×w) or <id>.png")
+    parser.add_argument("--classes", help="file with one class name per line, background first")
+    parser.add_argument("--class_num", "--num-classes", dest="class_num", type=int, default=None,
+                        help=f"classes incl. background (default: from --classes, else {NUM_CLASSES})")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N ids")
+    parser.add_argument("--panel-size", type=int, default=200, help="side of each panel in pixels (default 200)")
+    parser.add_argument("--out", help="folder for one PNG per id")
+    parser.add_argument("--grid", help="one PNG with all rows stacked")
+    parser.add_argument("--force", action="store_true", help="redraw per-id PNGs that already exist")
+    args = parser.parse_args(argv)
+    if not args.ids and not args.id:
+        parser.error("give --ids and/or --id")
+    if not args.out and not args.grid:
+        parser.error("give --out and/or --grid")
+    if args.cues and not args.list:
+        parser.error("--cues needs --list (the input_list that maps image ids to cue indices)")
+    if not (args.images or args.gt or args.pred):
+        parser.error("give at least one of --images, --gt, --pred")
+    return args
+
+
+def _require(path, kind):
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {kind} is missing")
+    return path
+
+
+def image_panels(image_name, args, num_classes, cue_mapping, cue_index):
+    """[(title, RGB array, smooth)] for one image and the set of classes they show."""
+    gt = read_label_png(_require(Path(args.gt) / f"{image_name}.png", "ground truth")) if args.gt else None
+    pred = read_label_png(_require(Path(args.pred) / f"{image_name}.png", "prediction")) if args.pred else None
+    if args.images:
+        with Image.open(_require(Path(args.images) / f"{image_name}{args.image_ext}", "image")) as handle:
+            image = np.asarray(handle.convert("RGB"))
+    else:
+        shape = (gt if gt is not None else pred).shape
+        image = np.full(shape + (3,), BACKGROUND_GREY, dtype=np.uint8)
+    panels, shown = [(image_name, image, True)], set()
+    for title, label_map in (("ground truth", gt), ("prediction", pred)):
+        if label_map is not None:
+            if label_map.shape != image.shape[:2]:
+                raise ValueError(f"{image_name}: {title} size {label_map.shape[1]}x{label_map.shape[0]} differs "
+                                 f"from the image size {image.shape[1]}x{image.shape[0]}")
+            panels.append((title, colorize(label_map), False))
+            shown |= set(np.unique(label_map).tolist())
+    if cue_mapping is not None:
+        if cue_index is None:
+            panels.append(("cues: none", np.full_like(image, BACKGROUND_GREY), False))
+        else:
+            seeds = seeds_to_label_map(cue_seed_masks(cue_mapping, cue_index, num_classes, args.cue_size, args.cues))
+            panels.append(("cues", draw_cues(image, seeds), False))
+            shown |= set(np.unique(seeds).tolist())
+    if args.seed_dir:
+        seeds = seeds_to_label_map(load_seed_map(find_seed_file(args.seed_dir, image_name), num_classes))
+        panels.append(("grown seeds", draw_grown_seeds(image, seeds), False))
+        shown |= set(np.unique(seeds).tolist())
+    return panels, shown - {IGNORE_LABEL}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    class_names = read_class_names(args.classes) if args.classes else None
+    num_classes = args.class_num or (len(class_names) if class_names else NUM_CLASSES)
+    class_names = resolve_class_names(class_names, num_classes)
+    ids = (read_image_ids(args.ids) if args.ids else []) + list(args.id)
+    ids = ids[:args.limit]
+    cue_mapping = load_cues(args.cues) if args.cues else None
+    cue_indices = dict(read_indexed_list(args.list)) if args.cues else {}
+
+    rows, written = [], 0
+    for image_name in tqdm(ids, desc="visualize", unit="img"):
+        target = Path(args.out) / f"{image_name}.png" if args.out else None
+        if not args.grid and target is not None and target.is_file() and not args.force:
+            continue
+        panels, shown = image_panels(image_name, args, num_classes, cue_mapping, cue_indices.get(image_name))
+        row = make_row(panels, args.panel_size)
+        if target is not None and (args.force or not target.is_file()):
+            classes = sorted(index for index in shown if index < num_classes)
+            atomic_save_image(target, stack([row], legend(class_names, row.width, classes)))
+            written += 1
+        rows.append((row, shown))
+    if args.grid and rows:
+        shown = sorted(set().union(*(classes for _, classes in rows)) & set(range(num_classes)))
+        width = max(row.width for row, _ in rows)
+        atomic_save_image(args.grid, stack([row for row, _ in rows], legend(class_names, width, shown)))
+    print(f"visualize: {len(ids)} ids, {written} per-id PNGs written"
+          + (f", grid {args.grid}" if args.grid and rows else ""))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        sys.exit(f"visualize.py: error: {error}")
