@@ -1,0 +1,100 @@
+"""Helpers shared by this project's layer tests: numeric gradients, inline Caffe nets, a CRF backend
+for machines without the krahenbuhl2013 extension, and the location of the shared VOC data."""
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_VOC12 = REPO_ROOT / ".." / "shared" / "data" / "voc12"
+
+
+def numeric_gradient(function, array, step=1e-6):
+    """Central-difference gradient of the scalar `function()` w.r.t. `array` (changed in place, restored)."""
+    gradient = np.zeros(array.shape, dtype=np.float64)
+    flat = array.reshape(-1)
+    for index in range(flat.size):
+        original = flat[index]
+        flat[index] = original + step
+        upper = function()
+        flat[index] = original - step
+        lower = function()
+        flat[index] = original
+        gradient.reshape(-1)[index] = (upper - lower) / (2 * step)
+    return gradient
+
+
+def random_probs(rng, shape, spread=2.0):
+    """Softmax probabilities over axis 1 of random logits (float64), floored away from 0."""
+    logits = rng.normal(size=shape) * spread
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = probs / probs.sum(axis=1, keepdims=True) + 1e-3
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def pydensecrf_crf_batch(images, unaries, maxiter=10, scale_factor=1.0, color_factor=13, num_threads=None):
+    """The krahenbuhl2013.CRF_batch contract implemented with pydensecrf2 (same kernels and weights)."""
+    import pydensecrf.densecrf as densecrf
+
+    num_images, height, width, num_classes = unaries.shape
+    marginals = np.empty(unaries.shape, dtype=np.float32)
+    for index in range(num_images):
+        model = densecrf.DenseCRF2D(width, height, num_classes)
+        model.setUnaryEnergy(np.ascontiguousarray(-unaries[index].reshape(-1, num_classes).T, dtype=np.float32))
+        model.addPairwiseBilateral(sxy=80.0 / scale_factor, srgb=color_factor,
+                                   rgbim=np.ascontiguousarray(images[index]), compat=10)
+        model.addPairwiseGaussian(sxy=3.0 / scale_factor, compat=3)
+        q = np.array(model.inference(maxiter), dtype=np.float32)
+        marginals[index] = q.T.reshape(height, width, num_classes)
+    return marginals
+
+
+def krahenbuhl2013_available():
+    try:
+        import krahenbuhl2013  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(krahenbuhl2013, "CRF_batch")
+
+
+def install_crf_backend():
+    """Use krahenbuhl2013 when installed, else the pydensecrf2 stand-in; returns the backend's name."""
+    from dsrg import crf
+
+    if krahenbuhl2013_available():
+        crf.set_crf_backend(None)
+        return "krahenbuhl2013"
+    crf.set_crf_backend(pydensecrf_crf_batch)
+    return "pydensecrf2"
+
+
+def make_net(caffe, prototxt, phase=None):
+    """caffe.Net from an inline prototxt written to a temporary file."""
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
+        handle.write(textwrap.dedent(prototxt))
+        path = handle.name
+    try:
+        return caffe.Net(path, caffe.TEST if phase is None else phase)
+    finally:
+        Path(path).unlink()
+
+
+def input_layer(name, shape):
+    dims = " ".join(f"dim: {size}" for size in shape)
+    return f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {dims} }} }} }}\n'
+
+
+def python_layer(name, layer, bottoms, tops, module="pylayers", param_str=None, loss_weight=None,
+                 propagate_down=None):
+    lines = [f'layer {{ name: "{name}" type: "Python"']
+    lines += [f'  bottom: "{bottom}"' for bottom in bottoms]
+    lines += [f'  top: "{top}"' for top in tops]
+    param = f" param_str: {param_str!r}" if param_str is not None else ""
+    lines.append(f"  python_param {{ module: '{module}' layer: '{layer}'{param} }}")
+    if loss_weight is not None:
+        lines.append(f"  loss_weight: {loss_weight}")
+    for flag in propagate_down or ():
+        lines.append(f"  propagate_down: {int(flag)}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
