@@ -10,14 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from caffe_helpers import make_net
+
 caffe = pytest.importorskip("caffe")
 caffe.set_mode_cpu()
-
-
-def make_net(tmp_path, prototxt, phase=None):
-    path = tmp_path / "net.prototxt"
-    path.write_text(textwrap.dedent(prototxt))
-    return caffe.Net(str(path), caffe.TEST if phase is None else phase)
 
 
 def interp_reference(x, out_h, out_w, crop_beg=0, crop_end=0):
@@ -41,13 +37,13 @@ def interp_reference(x, out_h, out_w, crop_beg=0, crop_end=0):
     return top * (1 - wy)[:, None] + bottom * wy[:, None]
 
 
-def interp_net(tmp_path, shape, interp_param, loss_weight=None):
+def interp_net(shape, interp_param, loss_weight=None):
     loss = ""
     if loss_weight is not None:
         loss = f"""
         layer {{ name: "loss" type: "Reduction" bottom: "out" top: "loss"
                 reduction_param {{ operation: SUMSQ }} loss_weight: {loss_weight} }}"""
-    return make_net(tmp_path, f"""
+    return make_net(caffe, f"""
         name: "interp_test"
         force_backward: true
         layer {{ name: "in" type: "Input" top: "x"
@@ -71,7 +67,7 @@ def test_layer_registry_has_the_project_layers():
     ((1, 1, 5, 7), "height: 1 width: 1", (1, 1)),
 ])
 def test_interp_forward_matches_aligned_corners_reference(tmp_path, shape, param, out_size):
-    net = interp_net(tmp_path, shape, param)
+    net = interp_net(shape, param)
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     net.blobs["x"].data[...] = x
     out = net.forward()["out"]
@@ -81,7 +77,7 @@ def test_interp_forward_matches_aligned_corners_reference(tmp_path, shape, param
 
 def test_interp_crop_padding(tmp_path):
     shape = (1, 2, 12, 12)
-    net = interp_net(tmp_path, shape, "pad_beg: -1 pad_end: -2 zoom_factor: 2")
+    net = interp_net(shape, "pad_beg: -1 pad_end: -2 zoom_factor: 2")
     x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
     net.blobs["x"].data[...] = x
     out = net.forward()["out"]
@@ -92,14 +88,14 @@ def test_interp_crop_padding(tmp_path):
 def test_interp_shrink_samples_labels_exactly(tmp_path):
     labels = np.random.default_rng(2).integers(0, 21, size=(2, 1, 321, 321)).astype(np.float32)
     labels[labels == 20] = 255
-    net = interp_net(tmp_path, labels.shape, "shrink_factor: 8")
+    net = interp_net(labels.shape, "shrink_factor: 8")
     net.blobs["x"].data[...] = labels
     out = net.forward()["out"]
     np.testing.assert_array_equal(out, labels[:, :, ::8, ::8])
 
 
 def test_interp_size_from_second_bottom(tmp_path):
-    net = make_net(tmp_path, """
+    net = make_net(caffe, """
         layer { name: "in" type: "Input" top: "x" top: "like"
                 input_param { shape { dim: 1 dim: 2 dim: 6 dim: 5 } shape { dim: 3 dim: 1 dim: 11 dim: 9 } } }
         layer { name: "interp" type: "Interp" bottom: "x" bottom: "like" top: "out" }
@@ -115,7 +111,7 @@ def test_interp_size_from_second_bottom(tmp_path):
     ((1, 3, 7, 9), "height: 11 width: 4"),
 ])
 def test_interp_backward_is_the_adjoint(tmp_path, shape, param):
-    net = interp_net(tmp_path, shape, param)
+    net = interp_net(shape, param)
     rng = np.random.default_rng(4)
     x = rng.normal(size=shape).astype(np.float32)
     net.blobs["x"].data[...] = x
@@ -133,7 +129,7 @@ def test_interp_backward_is_the_adjoint(tmp_path, shape, param):
 
 def test_interp_numeric_gradient_with_loss_weight(tmp_path):
     shape = (1, 2, 5, 6)
-    net = interp_net(tmp_path, shape, "zoom_factor: 3", loss_weight=3)
+    net = interp_net(shape, "zoom_factor: 3", loss_weight=3)
     rng = np.random.default_rng(5)
     x = rng.normal(size=shape).astype(np.float32)
     net.blobs["x"].data[...] = x
@@ -170,9 +166,9 @@ def test_interp_misconfiguration_names_the_layer(tmp_path, param, message):
     assert "Interp layer 'badinterp'" in result.stderr and message in result.stderr
 
 
-def seg_accuracy_net(tmp_path, shape, ignore=(255,)):
+def seg_accuracy_net(shape, ignore=(255,)):
     ignore_lines = " ".join(f"ignore_label: {label}" for label in ignore)
-    return make_net(tmp_path, f"""
+    return make_net(caffe, f"""
         layer {{ name: "in" type: "Input" top: "scores" top: "labels"
                 input_param {{ shape {{ dim: {shape[0]} dim: {shape[1]} dim: {shape[2]} dim: {shape[3]} }}
                               shape {{ dim: {shape[0]} dim: 1 dim: {shape[2]} dim: {shape[3]} }} }} }}
@@ -200,7 +196,7 @@ def test_seg_accuracy_hand_computed(tmp_path):
     #   label 0: [2, 1, 0]   label 1: [0, 3, 1]   label 2: [1, 0, 2]
     # pixel accuracy = 7 / 10; recall = mean(2/3, 3/4, 2/3);
     # IoU: class 0 = 2 / (3 + 3 - 2), class 1 = 3 / (4 + 4 - 3), class 2 = 2 / (3 + 3 - 2).
-    net = seg_accuracy_net(tmp_path, (2, 4, 2, 3))
+    net = seg_accuracy_net((2, 4, 2, 3))
     net.blobs["scores"].data[...] = one_hot_scores(predictions, 4)
     net.blobs["labels"].data[...] = labels[:, None]
     out = net.forward()["acc"]
@@ -212,7 +208,7 @@ def test_seg_accuracy_hand_computed(tmp_path):
 def test_seg_accuracy_several_ignore_labels(tmp_path):
     labels = np.array([[[0, 1, 7, 255]]], dtype=np.float32)
     predictions = np.array([[[0, 0, 1, 1]]])
-    net = seg_accuracy_net(tmp_path, (1, 2, 1, 4), ignore=(255, 7))
+    net = seg_accuracy_net((1, 2, 1, 4), ignore=(255, 7))
     net.blobs["scores"].data[...] = one_hot_scores(predictions, 2)
     net.blobs["labels"].data[...] = labels[:, None]
     # Counted: (0,0) (1,0): accuracy 1/2, recall mean(1, 0), IoU class 0 = 1/2, class 1 = 0/1.
@@ -247,7 +243,7 @@ def test_image_data_and_python_layer_forward_backward(tmp_path):
     '''))
     sys.path.insert(0, str(tmp_path))
     try:
-        net = make_net(tmp_path, f"""
+        net = make_net(caffe, f"""
             force_backward: true
             layer {{ name: "data" type: "ImageData" top: "images" top: "index"
                     image_data_param {{ source: "{tmp_path}/list.txt" root_folder: "{tmp_path}/"
