@@ -66,7 +66,7 @@ def test_layer_registry_has_the_project_layers():
     ((1, 2, 33, 17), "shrink_factor: 4 zoom_factor: 3", (25, 13)),
     ((1, 1, 5, 7), "height: 1 width: 1", (1, 1)),
 ])
-def test_interp_forward_matches_aligned_corners_reference(tmp_path, shape, param, out_size):
+def test_interp_forward_matches_aligned_corners_reference(shape, param, out_size):
     net = interp_net(shape, param)
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     net.blobs["x"].data[...] = x
@@ -75,7 +75,7 @@ def test_interp_forward_matches_aligned_corners_reference(tmp_path, shape, param
     np.testing.assert_allclose(out, interp_reference(x, *out_size), rtol=1e-5, atol=1e-5)
 
 
-def test_interp_crop_padding(tmp_path):
+def test_interp_crop_padding():
     shape = (1, 2, 12, 12)
     net = interp_net(shape, "pad_beg: -1 pad_end: -2 zoom_factor: 2")
     x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
@@ -85,7 +85,7 @@ def test_interp_crop_padding(tmp_path):
     np.testing.assert_allclose(out, interp_reference(x, 17, 17, 1, 2), rtol=1e-5, atol=1e-5)
 
 
-def test_interp_shrink_samples_labels_exactly(tmp_path):
+def test_interp_shrink_samples_labels_exactly():
     labels = np.random.default_rng(2).integers(0, 21, size=(2, 1, 321, 321)).astype(np.float32)
     labels[labels == 20] = 255
     net = interp_net(labels.shape, "shrink_factor: 8")
@@ -94,7 +94,7 @@ def test_interp_shrink_samples_labels_exactly(tmp_path):
     np.testing.assert_array_equal(out, labels[:, :, ::8, ::8])
 
 
-def test_interp_size_from_second_bottom(tmp_path):
+def test_interp_size_from_second_bottom():
     net = make_net(caffe, """
         layer { name: "in" type: "Input" top: "x" top: "like"
                 input_param { shape { dim: 1 dim: 2 dim: 6 dim: 5 } shape { dim: 3 dim: 1 dim: 11 dim: 9 } } }
@@ -110,7 +110,7 @@ def test_interp_size_from_second_bottom(tmp_path):
     ((1, 2, 17, 13), "shrink_factor: 4"),
     ((1, 3, 7, 9), "height: 11 width: 4"),
 ])
-def test_interp_backward_is_the_adjoint(tmp_path, shape, param):
+def test_interp_backward_is_the_adjoint(shape, param):
     net = interp_net(shape, param)
     rng = np.random.default_rng(4)
     x = rng.normal(size=shape).astype(np.float32)
@@ -127,7 +127,7 @@ def test_interp_backward_is_the_adjoint(tmp_path, shape, param):
     np.testing.assert_array_equal(net.blobs["x"].diff, adjoint)
 
 
-def test_interp_numeric_gradient_with_loss_weight(tmp_path):
+def test_interp_numeric_gradient_with_loss_weight():
     shape = (1, 2, 5, 6)
     net = interp_net(shape, "zoom_factor: 3", loss_weight=3)
     rng = np.random.default_rng(5)
@@ -185,7 +185,7 @@ def one_hot_scores(predictions, classes):
     return scores
 
 
-def test_seg_accuracy_hand_computed(tmp_path):
+def test_seg_accuracy_hand_computed():
     # Two images of 2 x 3 pixels, 4 classes (class 3 never appears anywhere).
     labels = np.array([[[0, 0, 1], [1, 2, 255]],
                        [[2, 2, 0], [255, 1, 1]]], dtype=np.float32)
@@ -205,7 +205,7 @@ def test_seg_accuracy_hand_computed(tmp_path):
     np.testing.assert_allclose(out.ravel(), expected, rtol=1e-6)
 
 
-def test_seg_accuracy_several_ignore_labels(tmp_path):
+def test_seg_accuracy_several_ignore_labels():
     labels = np.array([[[0, 1, 7, 255]]], dtype=np.float32)
     predictions = np.array([[[0, 0, 1, 1]]])
     net = seg_accuracy_net((1, 2, 1, 4), ignore=(255, 7))
