@@ -180,6 +180,8 @@ configure_and_build() {
     -DBUILD_python_layer=ON
     -Dpython_version=3
     -DPYTHON_EXECUTABLE="$PYTHON"
+    -DPYTHON_INCLUDE_DIR="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+    -DPYTHON_LIBRARY="$("$PYTHON" -c 'import os, sysconfig as s; print(os.path.join(s.get_config_var("LIBDIR"), s.get_config_var("LDLIBRARY")))')"
     -DBLAS=Open
     -DUSE_OPENCV=ON
     -DUSE_HDF5=ON
@@ -195,7 +197,7 @@ configure_and_build() {
       -DCUDA_ARCH_NAME=Manual
       -DCUDA_ARCH_BIN="$CAFFE_CUDA_ARCH"
       -DCUDA_ARCH_PTX=""
-      -DCUDA_CUBLAS_LIBRARIES="$CUDA_LIBS_DIR/lib/libcublas.so"
+      -DCUDA_cublas_LIBRARY="$CUDA_LIBS_DIR/lib/libcublas.so"
       -DCUDA_curand_LIBRARY="$CUDA_LIBS_DIR/lib/libcurand.so"
       -DCMAKE_CXX_FLAGS="-I$CUDA_LIBS_DIR/include"
       -DCUDA_NVCC_FLAGS="-I$CUDA_LIBS_DIR/include;-std=c++17"
