@@ -1,5 +1,5 @@
-"""Helpers shared by this project's layer tests: numeric gradients, inline Caffe nets, a CRF backend
-for machines without the krahenbuhl2013 extension, and the location of the shared VOC data."""
+"""Helpers shared by this project's layer tests: numeric gradients, inline Caffe nets and the location
+of the shared VOC data."""
 import tempfile
 import textwrap
 from pathlib import Path
@@ -31,42 +31,6 @@ def random_probs(rng, shape, spread=2.0):
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs = probs / probs.sum(axis=1, keepdims=True) + 1e-3
     return probs / probs.sum(axis=1, keepdims=True)
-
-
-def pydensecrf_crf_batch(images, unaries, maxiter=10, scale_factor=1.0, color_factor=13, num_threads=None):
-    """The krahenbuhl2013.CRF_batch contract implemented with pydensecrf2 (same kernels and weights)."""
-    import pydensecrf.densecrf as densecrf
-
-    num_images, height, width, num_classes = unaries.shape
-    marginals = np.empty(unaries.shape, dtype=np.float32)
-    for index in range(num_images):
-        model = densecrf.DenseCRF2D(width, height, num_classes)
-        model.setUnaryEnergy(np.ascontiguousarray(-unaries[index].reshape(-1, num_classes).T, dtype=np.float32))
-        model.addPairwiseBilateral(sxy=80.0 / scale_factor, srgb=color_factor,
-                                   rgbim=np.ascontiguousarray(images[index]), compat=10)
-        model.addPairwiseGaussian(sxy=3.0 / scale_factor, compat=3)
-        q = np.array(model.inference(maxiter), dtype=np.float32)
-        marginals[index] = q.T.reshape(height, width, num_classes)
-    return marginals
-
-
-def krahenbuhl2013_available():
-    try:
-        import krahenbuhl2013  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(krahenbuhl2013, "CRF_batch")
-
-
-def install_crf_backend():
-    """Use krahenbuhl2013 when installed, else the pydensecrf2 stand-in; returns the backend's name."""
-    from dsrg import crf
-
-    if krahenbuhl2013_available():
-        crf.set_crf_backend(None)
-        return "krahenbuhl2013"
-    crf.set_crf_backend(pydensecrf_crf_batch)
-    return "pydensecrf2"
 
 
 def make_net(caffe, prototxt, phase=None):

@@ -6,13 +6,13 @@ import subprocess
 import sys
 import textwrap
 
+import caffe
 import numpy as np
 import pytest
 from PIL import Image
 
 from caffe_helpers import make_net
 
-caffe = pytest.importorskip("caffe")
 caffe.set_mode_cpu()
 
 

@@ -15,8 +15,6 @@ import krahenbuhl2013
 from krahenbuhl2013 import _native
 from krahenbuhl2013.testing import natural_scene, probabilities, random_scene, reference_crf
 
-pytest.importorskip("pydensecrf.densecrf")
-
 MEAN_ABS_TOLERANCE = 1e-3
 ARGMAX_AGREEMENT = 0.995
 

@@ -10,14 +10,13 @@ import pytest
 from caffe_helpers import (
     SHARED_VOC12,
     input_layer,
-    install_crf_backend,
     make_net,
     python_layer,
     random_probs,
 )
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-caffe = pytest.importorskip("caffe")
+import caffe  # noqa: E402  (after GLOG_minloglevel is set)
 caffe.set_mode_cpu()
 
 from dsrg import crf, losses  # noqa: E402
@@ -26,15 +25,6 @@ from dsrg.fileio import read_label_png  # noqa: E402
 from dsrg.growing import grow_cues  # noqa: E402
 
 LOSS_WEIGHT = 3.0
-
-
-@pytest.fixture
-def crf_backend():
-    name = install_crf_backend()
-    crf.clear_memo()
-    yield name
-    crf.set_crf_backend(None)
-    crf.clear_memo()
 
 
 def header():

@@ -1,0 +1,115 @@
+"""End-to-end smoke test of run.sh on a handful of synthetic images with a few iterations per stage.
+
+data -> prototxt rendering -> stage 1 (3 iterations) -> grown seeds + seed quality -> pseudo labels
+(multi-scale + CRF, image labels only) -> stage-2 list -> stage 2 (3 iterations) -> multi-scale test
+-> evaluation -> panels -> summary; then a rerun that skips every finished step. The figures are
+meaningless after 3 iterations; the test checks that every step ran and produced what the next one
+needs. Skipped, saying so, only when pycaffe is not importable.
+"""
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_IMAGES, VAL_IMAGES = 10, 4
+
+
+def caffe_or_skip():
+    try:
+        import caffe
+    except ImportError as error:
+        pytest.skip(f"pycaffe is not importable ({error}); run tools/setup.sh")
+    if not hasattr(caffe, "get_solver"):
+        pytest.skip("`import caffe` does not give pycaffe (run tools/setup.sh)")
+
+
+def run_pipeline(run_dir, *steps):
+    env = dict(os.environ, EXP="demo", RUN_DIR=str(run_dir), DEMO_TRAIN=str(TRAIN_IMAGES),
+               DEMO_VAL=str(VAL_IMAGES), STAGE1_ITERS="3", STAGE2_ITERS="3", LOG_EVERY="1",
+               DSRG_SKIP_SETUP="1", GPU="")
+    env.pop("PASCAL_DIR", None)
+    env.pop("CUES", None)
+    env.pop("INIT_WEIGHTS", None)
+    result = subprocess.run(["bash", str(REPO / "run.sh"), *steps], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"run.sh {' '.join(steps)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
+    caffe_or_skip()
+    run_dir = tmp_path / "run"
+    started = time.time()
+    result = run_pipeline(run_dir)
+    first_run = time.time() - started
+
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"final val mIoU: \d+\.\d\d", lines[-1]), lines[-5:]
+    final = json.loads((run_dir / "eval_val_stage2.json").read_text())
+    assert lines[-1] == f"final val mIoU: {final['miou']:.2f}"
+    assert 0.0 <= final["miou"] <= 100.0
+
+    for name in ("stage1_train.prototxt", "stage1_solver.prototxt", "stage2_train.prototxt",
+                 "stage2_solver.prototxt", "deploy.prototxt"):
+        assert not re.search(r"\$\{[A-Za-z_]\w*\}", (run_dir / "prototxt" / name).read_text()), name
+    assert (run_dir / "prototxt" / "config.sh").is_file()
+    assert str(run_dir / "data" / "JPEGImages") in (run_dir / "prototxt" / "stage1_train.prototxt").read_text()
+    for name in ("environment.txt", "pip_freeze.txt", "caffe_version.txt", "git_revision.txt"):
+        assert (run_dir / "env" / name).stat().st_size > 0
+    assert "EXP=demo" in (run_dir / "env" / "environment.txt").read_text()
+
+    for stage in ("stage1", "stage2"):
+        done = json.loads((run_dir / stage / "train_done.json").read_text())
+        assert done["iterations"] == 3
+        assert (run_dir / stage / "final.caffemodel").stat().st_size > 0
+        assert (run_dir / stage / "loss_curve.png").stat().st_size > 0
+        log = (run_dir / stage / "train_log.tsv").read_text().splitlines()
+        assert len(log) == 4 and log[0].startswith("iteration\t")
+    assert "loss-Seed" in (run_dir / "stage1" / "train_log.tsv").read_text()
+    assert "loss-Constrain" in (run_dir / "stage1" / "train_log.tsv").read_text()
+    assert json.loads((run_dir / "stage2" / "train_done.json").read_text())["weights"].endswith(
+        "stage1/final.caffemodel")
+
+    train_ids = (run_dir / "data" / "lists" / "train_id.txt").read_text().split()
+    val_ids = (run_dir / "data" / "lists" / "val_id.txt").read_text().split()
+    assert len(train_ids) == TRAIN_IMAGES and len(val_ids) == VAL_IMAGES
+    grown = np.load(run_dir / "grown_seeds" / f"{train_ids[0]}.npy")
+    assert grown.shape == (7, 21, 21) and set(np.unique(grown)) <= {0, 1}
+    assert len(list((run_dir / "grown_seeds").glob("*.npy"))) == TRAIN_IMAGES
+    for name in ("seeds_cues.json", "seeds_grown.json"):
+        assert (run_dir / name).is_file()
+
+    cue_file = run_dir / "data" / "localization_cues.pickle.gz"
+    from dsrg.cues import load_cues
+    cues = load_cues(cue_file)
+    for index, image_name in enumerate(train_ids):
+        with Image.open(run_dir / "pseudo_labels" / f"{image_name}.png") as label:
+            assert label.mode == "P"
+            pseudo = np.asarray(label)
+        with Image.open(run_dir / "data" / "JPEGImages" / f"{image_name}.jpg") as image:
+            assert pseudo.shape == image.size[::-1]
+        allowed = {0} | set(np.asarray(cues[f"{index}_labels"]).tolist())
+        assert set(np.unique(pseudo).tolist()) <= allowed
+    listed = (run_dir / "stage2_train.txt").read_text().splitlines()
+    assert len(listed) == TRAIN_IMAGES and all(Path("/", line.split()[1]).is_file() for line in listed)
+    for folder in ("val_stage1", "val_stage2"):
+        assert sorted(path.stem for path in (run_dir / folder).glob("*.png")) == sorted(val_ids)
+    for name in ("eval_train_pseudo_labels.json", "eval_val_stage1.json"):
+        assert 0.0 <= json.loads((run_dir / name).read_text())["miou"] <= 100.0
+    assert list((run_dir / "panels_val").glob("*.png"))
+    steps = [line.split("\t")[0] for line in (run_dir / "step_times.tsv").read_text().splitlines()]
+    assert steps == ["setup", "data", "prepare", "stage1", "seeds", "pseudo", "stage2list", "stage2", "test",
+                     "evaluate", "visualize"]
+
+    started = time.time()
+    rerun = run_pipeline(run_dir)
+    assert time.time() - started < max(30.0, first_run / 2)
+    assert rerun.stderr.count("finished before, skipped") == 10
+    assert rerun.stdout.strip().splitlines()[-1] == lines[-1]
