@@ -4,7 +4,7 @@ data -> prototxt rendering -> stage 1 (3 iterations) -> grown seeds + seed quali
 (multi-scale + CRF, image labels only) -> stage-2 list -> stage 2 (3 iterations) -> multi-scale test
 -> evaluation -> panels -> summary; then a rerun that skips every finished step. The figures are
 meaningless after 3 iterations; the test checks that every step ran and produced what the next one
-needs. Skipped, saying so, only when pycaffe is not importable.
+needs.
 """
 import json
 import os
@@ -21,15 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES, VAL_IMAGES = 10, 4
 
 
-def caffe_or_skip():
-    try:
-        import caffe
-    except ImportError as error:
-        pytest.skip(f"pycaffe is not importable ({error}); run tools/setup.sh")
-    if not hasattr(caffe, "get_solver"):
-        pytest.skip("`import caffe` does not give pycaffe (run tools/setup.sh)")
-
-
 def run_pipeline(run_dir, *steps):
     env = dict(os.environ, EXP="demo", RUN_DIR=str(run_dir), DEMO_TRAIN=str(TRAIN_IMAGES),
                DEMO_VAL=str(VAL_IMAGES), STAGE1_ITERS="3", STAGE2_ITERS="3", LOG_EVERY="1",
@@ -44,7 +35,6 @@ def run_pipeline(run_dir, *steps):
 
 
 def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
-    caffe_or_skip()
     run_dir = tmp_path / "run"
     started = time.time()
     result = run_pipeline(run_dir)

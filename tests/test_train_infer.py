@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import caffe
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -23,15 +24,6 @@ def load_tool(name):
     return module
 
 
-def caffe_or_skip():
-    try:
-        import caffe
-        from caffe.proto import caffe_pb2  # noqa: F401
-    except ImportError as error:
-        pytest.skip(f"pycaffe is not importable ({error}); run tools/setup.sh")
-    if not hasattr(caffe, "get_solver"):
-        pytest.skip("`import caffe` does not give pycaffe (run tools/setup.sh)")
-    return caffe
 
 
 # ---------------------------------------------------------------- numpy core
@@ -195,7 +187,6 @@ def parse(path, message):
 
 @pytest.mark.parametrize("name", ["demo", "voc12-vgg16"])
 def test_experiment_templates_parse_and_have_the_dsrg_structure(tmp_path, name):
-    caffe_or_skip()
     from caffe.proto import caffe_pb2
 
     folder = rendered_experiment(tmp_path, name)
@@ -237,7 +228,6 @@ def eval_dict(text):
 
 
 def test_voc12_experiment_is_the_published_configuration(tmp_path):
-    caffe_or_skip()
     from caffe.proto import caffe_pb2
 
     folder = rendered_experiment(tmp_path, "voc12-vgg16")
@@ -317,7 +307,6 @@ class SquaredErrorTurningNaN(caffe.Layer):
 
 
 def test_train_stops_on_a_nan_loss_naming_the_iteration(tmp_path, monkeypatch):
-    caffe_or_skip()
     train = load_tool("train")
     (tmp_path / "nan_loss_module.py").write_text(NAN_LOSS_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -341,7 +330,6 @@ def test_train_stops_on_a_nan_loss_naming_the_iteration(tmp_path, monkeypatch):
 
 
 def test_train_resumes_from_its_latest_snapshot_bit_identically(tmp_path):
-    caffe = caffe_or_skip()
     train = load_tool("train")
     solver = write_tiny_experiment(tmp_path / "exp", base_lr=0.05, momentum=0.9)
     common = ["--solver", str(solver), "--snapshot-every", "2", "--log-every", "1", "--no-progress"]

@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# DSRG end to end: stage 1 (DSRG training from image labels + localization cues), pseudo labels,
+# stage 2 (retraining on them), multi-scale test on val, evaluation.
+#
+#   bash run.sh            every step in order (finished steps are skipped)
+#   bash run.sh STEP ...   only the named steps (run even when marked finished; the tools
+#                          themselves still skip work already done)
+#   bash run.sh --list     the steps
+#
+# Environment (none needed: the default is the synthetic demo on the CPU):
+#   EXP           experiment folder under experiment/: demo (default) | voc12-vgg16
+#   PASCAL_DIR    dataset root (demo: generated into $RUN_DIR/data; VOC: JPEGImages/,
+#                 SegmentationClassAug/, lists/, the cue file)
+#   CUES          cue file (default: the first of the experiment's CUE_FILE_NAMES in $PASCAL_DIR)
+#   INIT_WEIGHTS  initial .caffemodel for stage 1 (VOC: the ImageNet VGG16 weights; demo: none)
+#   GPU           GPU id (empty: CPU)
+#   RUN_DIR       output folder (default runs/$EXP)
+#   STAGE1_ITERS, STAGE2_ITERS, LOG_EVERY, SEEDS_LIMIT (and for the demo DEMO_TRAIN, DEMO_VAL):
+#                 override the experiment's config.sh
+#   DSRG_SKIP_SETUP=1  do not run tools/setup.sh (the environment is known to be ready)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+EXP=${EXP:-demo}
+EXP_DIR=$REPO/experiment/$EXP
+PY=$REPO/.venv/bin/python
+STEPS=(setup data prepare stage1 seeds pseudo stage2list stage2 test evaluate visualize summary)
+
+say() { printf '[run] %s\n' "$*" >&2; }
+die() { printf '[run] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ -f $EXP_DIR/config.sh ]] || die "unknown experiment '$EXP': $EXP_DIR/config.sh does not exist"
+# shellcheck source=experiment/demo/config.sh
+source "$EXP_DIR/config.sh"
+
+mkdir -p "${RUN_DIR:=$REPO/runs/$EXP}"
+RUN_DIR=$(cd "$RUN_DIR" && pwd)
+if [[ $DATA_KIND == demo ]]; then
+  PASCAL_DIR=${PASCAL_DIR:-$RUN_DIR/data}
+  mkdir -p "$PASCAL_DIR"
+else
+  [[ -n ${PASCAL_DIR:-} ]] || die "EXP=$EXP needs PASCAL_DIR (the VOC folder; see README)"
+  [[ -d $PASCAL_DIR ]] || die "PASCAL_DIR=$PASCAL_DIR is not a folder"
+fi
+PASCAL_DIR=$(cd "$PASCAL_DIR" && pwd)
+GPU=${GPU:-}
+INIT_WEIGHTS=${INIT_WEIGHTS:-}
+GPU_ARGS=()
+[[ -n $GPU ]] && GPU_ARGS=(--gpu "$GPU")
+PROTO=$RUN_DIR/prototxt
+MARKS=$RUN_DIR/.done
+IMAGES=$PASCAL_DIR/$IMAGE_SUBDIR
+GT=$PASCAL_DIR/$GT_SUBDIR
+INPUT_LIST=$PASCAL_DIR/$INPUT_LIST_NAME
+TRAIN_IDS=$PASCAL_DIR/$TRAIN_IDS_NAME
+VAL_IDS=$PASCAL_DIR/$VAL_IDS_NAME
+CLASS_ARGS=()
+[[ -n $CLASSES_NAME ]] && CLASS_ARGS=(--classes "$PASCAL_DIR/$CLASSES_NAME")
+
+find_cues() {
+  if [[ -n ${CUES:-} ]]; then
+    [[ -f $CUES ]] || die "CUES=$CUES does not exist"
+    printf '%s\n' "$CUES"
+    return
+  fi
+  local name
+  for name in $CUE_FILE_NAMES; do
+    if [[ -f $PASCAL_DIR/$name ]]; then
+      printf '%s\n' "$PASCAL_DIR/$name"
+      return
+    fi
+  done
+  die "no cue file in $PASCAL_DIR (looked for: $CUE_FILE_NAMES); set CUES"
+}
+
+iters_arg() { [[ -n $1 ]] && printf -- '--iters\n%s\n' "$1"; return 0; }
+
+step_setup() {
+  if [[ ${DSRG_SKIP_SETUP:-0} == 1 ]]; then
+    say "DSRG_SKIP_SETUP=1: not running tools/setup.sh"
+    return
+  fi
+  bash "$REPO/tools/setup.sh"
+}
+
+step_data() {
+  if [[ $DATA_KIND == demo ]]; then
+    "$PY" "$REPO/tools/make_demo_data.py" --out "$PASCAL_DIR" --cue-size "$CUE_SIZE" --train "$DEMO_TRAIN" \
+      --val "$DEMO_VAL" --size "$DEMO_SIZE" --seed "$DEMO_SEED"
+    return
+  fi
+  local missing=() path
+  for path in "$IMAGES" "$GT"; do [[ -d $path ]] || missing+=("$path/"); done
+  for path in "$INPUT_LIST" "$TRAIN_IDS" "$VAL_IDS"; do [[ -f $path ]] || missing+=("$path"); done
+  ((${#missing[@]} == 0)) || die "the VOC layout in $PASCAL_DIR is incomplete; missing: ${missing[*]} (see README)"
+  local cues first_id
+  cues=$(find_cues)
+  first_id=$(head -n 1 "$VAL_IDS" | awk '{print $1}')
+  [[ -f $IMAGES/$first_id.jpg ]] || die "$IMAGES/$first_id.jpg missing: JPEGImages must hold the VOC images"
+  [[ -f $GT/$first_id.png ]] || die "$GT/$first_id.png missing: $GT_SUBDIR must hold the label PNGs"
+  if [[ $INIT_WEIGHTS_REQUIRED == 1 && ! -f $INIT_WEIGHTS ]]; then
+    die "EXP=$EXP needs INIT_WEIGHTS, the ImageNet-initialised VGG16 .caffemodel (got '${INIT_WEIGHTS}')"
+  fi
+  say "VOC layout OK: $(wc -l <"$INPUT_LIST") training images with cues ($cues), $(wc -l <"$VAL_IDS") val ids"
+}
+
+# Render the experiment's prototxt templates into $RUN_DIR/prototxt and record the environment.
+step_prepare() {
+  local cues
+  cues=$(find_cues)
+  "$PY" "$REPO/tools/render_experiment.py" --exp "$EXP_DIR" --out "$PROTO" \
+    --set "IMAGE_DIR=$IMAGES" --set "INPUT_LIST=$INPUT_LIST" --set "CUES=$cues" \
+    --set "STAGE2_ROOT=/" --set "STAGE2_LIST=$RUN_DIR/stage2_train.txt"
+  mkdir -p "$RUN_DIR/env"
+  {
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host=$(uname -srm)"
+    for name in EXP PASCAL_DIR CUES INIT_WEIGHTS GPU RUN_DIR STAGE1_ITERS STAGE2_ITERS LOG_EVERY SEEDS_LIMIT; do
+      echo "$name=${!name:-}"
+    done
+    echo "cue_file=$cues"
+  } >"$RUN_DIR/env/environment.txt"
+  "$PY" -m pip freeze --disable-pip-version-check >"$RUN_DIR/env/pip_freeze.txt" 2>/dev/null || true
+  "$PY" -c "import caffe; print('caffe', getattr(caffe, '__version__', 'unknown'), caffe.__file__)" \
+    >"$RUN_DIR/env/caffe_version.txt" 2>&1 || true
+  {
+    git -C "$REPO" rev-parse HEAD 2>/dev/null || echo "not a git checkout"
+    git -C "$REPO" status --porcelain 2>/dev/null | sed 's/^/working tree: /' || true
+  } >"$RUN_DIR/env/git_revision.txt"
+}
+
+step_stage1() {
+  local init=()
+  [[ -n $INIT_WEIGHTS ]] && init=(--weights "$INIT_WEIGHTS")
+  # shellcheck disable=SC2046
+  "$PY" "$REPO/tools/train.py" --solver "$PROTO/stage1_solver.prototxt" --out "$RUN_DIR/stage1" \
+    "${init[@]}" $(iters_arg "$STAGE1_ITERS") --log-every "$LOG_EVERY" "${GPU_ARGS[@]}"
+}
+
+# Seed quality: the raw cues and the seeds DSRG grows with the trained stage-1 net, against GT.
+step_seeds() {
+  local cues limit=()
+  cues=$(find_cues)
+  [[ -n $SEEDS_LIMIT ]] && limit=(--limit "$SEEDS_LIMIT")
+  "$PY" "$REPO/tools/dump_grown_seeds.py" --net "$PROTO/stage1_train.prototxt" \
+    --weights "$RUN_DIR/stage1/final.caffemodel" --out "$RUN_DIR/grown_seeds" --batch-size "$SEEDS_BATCH" \
+    "${limit[@]}" "${GPU_ARGS[@]}"
+  "$PY" "$REPO/tools/seed_quality.py" --cues "$cues" --gt "$GT" --list "$INPUT_LIST" --cue-size "$CUE_SIZE" \
+    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
+    --out "$RUN_DIR/seeds_cues.json" --markdown "$RUN_DIR/seeds_cues.md"
+  "$PY" "$REPO/tools/seed_quality.py" --seed-dir "$RUN_DIR/grown_seeds" --gt "$GT" --list "$INPUT_LIST" \
+    --cue-size "$CUE_SIZE" --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
+    --out "$RUN_DIR/seeds_grown.json" --markdown "$RUN_DIR/seeds_grown.md"
+}
+
+infer() {
+  "$PY" "$REPO/tools/infer.py" --deploy "$PROTO/deploy.prototxt" --images "$IMAGES" "$@" "${GPU_ARGS[@]}"
+}
+
+# Pseudo labels: the stage-1 net on the training images, multi-scale + CRF, image labels only.
+step_pseudo() {
+  infer --weights "$RUN_DIR/stage1/final.caffemodel" --ids "$TRAIN_IDS" --out "$RUN_DIR/pseudo_labels" \
+    --scale-mode warp --scales "$STAGE1_SCALES" --crf --restrict-to-labels "$(find_cues)" --input-list "$INPUT_LIST"
+}
+
+step_stage2list() {
+  "$PY" "$REPO/tools/make_stage2_list.py" --ids "$TRAIN_IDS" --images "$IMAGES" --labels "$RUN_DIR/pseudo_labels" \
+    --root / --out "$RUN_DIR/stage2_train.txt"
+}
+
+step_stage2() {
+  # shellcheck disable=SC2046
+  "$PY" "$REPO/tools/train.py" --solver "$PROTO/stage2_solver.prototxt" --out "$RUN_DIR/stage2" \
+    --weights "$RUN_DIR/stage1/final.caffemodel" $(iters_arg "$STAGE2_ITERS") --log-every "$LOG_EVERY" \
+    "${GPU_ARGS[@]}"
+}
+
+# Val predictions of both stages (stage 1 with its warp scales, the final model relative), with CRF.
+step_test() {
+  infer --weights "$RUN_DIR/stage1/final.caffemodel" --ids "$VAL_IDS" --out "$RUN_DIR/val_stage1" \
+    --scale-mode warp --scales "$STAGE1_SCALES" --crf
+  infer --weights "$RUN_DIR/stage2/final.caffemodel" --ids "$VAL_IDS" --out "$RUN_DIR/val_stage2" \
+    --scale-mode relative --scales "$STAGE2_SCALES" --crf
+}
+
+evaluate() {
+  local pred=$1 ids=$2 name=$3
+  "$PY" "$REPO/tools/evaluate.py" --pred "$pred" --gt "$GT" --test_ids "$ids" --class_num "$NUM_CLASSES" \
+    "${CLASS_ARGS[@]}" --save_path "$RUN_DIR/eval_$name.json" | tee "$RUN_DIR/eval_$name.txt"
+}
+
+step_evaluate() {
+  evaluate "$RUN_DIR/pseudo_labels" "$TRAIN_IDS" train_pseudo_labels
+  evaluate "$RUN_DIR/val_stage1" "$VAL_IDS" val_stage1
+  evaluate "$RUN_DIR/val_stage2" "$VAL_IDS" val_stage2
+}
+
+step_visualize() {
+  "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/val_stage2" \
+    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$VAL_IDS" --limit 8 --out "$RUN_DIR/panels_val" \
+    --grid "$RUN_DIR/panels_val.png"
+  "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/pseudo_labels" \
+    --cues "$(find_cues)" --input-list "$INPUT_LIST" --cue-size "$CUE_SIZE" --grown-seeds "$RUN_DIR/grown_seeds" \
+    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_IDS" --limit 8 --out "$RUN_DIR/panels_train" \
+    --grid "$RUN_DIR/panels_train.png"
+}
+
+step_summary() {
+  "$PY" - "$RUN_DIR" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+run = Path(sys.argv[1])
+
+
+def load(name):
+    path = run / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def miou(name):
+    summary = load(name)
+    return "n/a" if summary is None else f"{summary['miou']:.2f}"
+
+
+print(f"== DSRG run {run}")
+for name, title in (("seeds_cues.json", "raw cues"), ("seeds_grown.json", "grown seeds (DSRG)")):
+    summary = load(name)
+    for figures in (summary or {}).values():
+        if isinstance(figures, dict) and "precision" in figures:
+            print(f"  {title:24s}  precision {figures['precision']:6.2f}  recall {figures['recall']:6.2f}  "
+                  f"coverage {figures['coverage']:6.2f}")
+print(f"  train pseudo labels mIoU    {miou('eval_train_pseudo_labels.json')}")
+final = load("eval_val_stage2.json")
+if final is not None:
+    confusion = [[float(value) for value in row] for row in final["confusion_matrix"]]
+    gt_pixels = [sum(row) for row in confusion]
+    present = sum(1 for index, pixels in enumerate(gt_pixels)
+                  if pixels > 0 or (index == 0 and sum(sum(row) for row in confusion) > 0))
+    baseline = 100.0 * gt_pixels[0] / max(1.0, sum(gt_pixels)) / max(1, present)
+    print(f"  val all-background mIoU     {baseline:.2f}")
+print(f"  val stage 1 mIoU            {miou('eval_val_stage1.json')}")
+print(f"  val stage 2 (final) mIoU    {miou('eval_val_stage2.json')}")
+times = run / "step_times.tsv"
+if times.is_file():
+    print("  time per step (s): " + ", ".join(
+        f"{step} {seconds}" for step, seconds in (line.split("\t") for line in times.read_text().split("\n") if line)))
+if final is None:
+    sys.exit("summary: no final evaluation (eval_val_stage2.json) yet")
+print(f"final val mIoU: {final['miou']:.2f}")
+PY
+}
+
+run_step() {
+  local step=$1 force=$2
+  if [[ $force == 0 && $step != setup && -f $MARKS/$step ]]; then
+    say "step $step: finished before, skipped"
+    return
+  fi
+  say "step $step ..."
+  local start=$SECONDS
+  "step_$step"
+  local took=$((SECONDS - start))
+  mkdir -p "$MARKS"
+  if [[ $step != summary ]]; then
+    touch "$MARKS/$step"
+    local times=$RUN_DIR/step_times.tsv
+    { [[ -f $times ]] && grep -v "^$step"$'\t' "$times" || true; printf '%s\t%s\n' "$step" "$took"; } >"$times.tmp"
+    mv "$times.tmp" "$times"
+    say "step $step done in ${took} s"
+  fi
+}
+
+main() {
+  if [[ ${1:-} == --list ]]; then
+    printf '%s\n' "${STEPS[@]}"
+    return
+  fi
+  say "experiment $EXP, data $PASCAL_DIR, run folder $RUN_DIR, ${GPU:+GPU }${GPU:-CPU}"
+  if (($# == 0)); then
+    local step
+    for step in "${STEPS[@]}"; do run_step "$step" 0; done
+    return
+  fi
+  local step
+  for step in "$@"; do
+    [[ " ${STEPS[*]} " == *" $step "* ]] || die "unknown step '$step' (steps: ${STEPS[*]})"
+  done
+  for step in "$@"; do run_step "$step" 1; done
+}
+
+main "$@"

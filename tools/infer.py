@@ -1,0 +1,188 @@
+#!/usr/bin/env python
+"""Multi-scale inference of a segmentation net: palette PNG label maps (and optionally probabilities).
+
+Each image runs through the deploy net at several input sizes; the per-scale softmax maps are
+resized to the image (bilinear, aligned corners) and averaged; an optional dense CRF (our
+krahenbuhl2013.CRF, scale_factor 1, on log-probabilities) refines them; the label map is the
+per-pixel best class, optionally only among the image-level classes + background (pseudo labels
+for stage 2, as the published tools make them). The numpy core is dsrg.inference.
+
+Scale modes: 'warp' — each scale is a square side, the image is warped to it (stage-1 model,
+default 241,321,401); 'relative' — each scale multiplies the image size (final model, default
+0.75,1,1.25). Outputs are written atomically; images whose outputs exist are skipped.
+
+Examples:
+  python tools/infer.py --deploy deploy.prototxt --weights stage1/final.caffemodel \\
+      --images VOC/JPEGImages --ids lists/train_aug_id.txt --out pseudo --scale-mode warp --crf \\
+      --restrict-to-labels cues.pickle.gz --input-list lists/input_list.txt
+  python tools/infer.py --deploy deploy.prototxt --weights stage2/final.caffemodel \\
+      --images VOC/JPEGImages --ids lists/val_id.txt --out pred --scale-mode relative --crf
+"""
+import argparse
+import functools
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dsrg.evaluation import read_image_ids
+from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_json
+from dsrg.inference import FUSE_MODES, SCALE_MODES, predict
+from dsrg.voc import MEAN_BGR
+
+DEFAULT_SCALES = {"warp": "241,321,401", "relative": "0.75,1,1.25"}
+
+
+def parse_scales(text):
+    try:
+        scales = [float(token) for token in text.split(",") if token.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scales must be comma-separated numbers, got {text!r}") from None
+    if not scales or min(scales) <= 0:
+        raise argparse.ArgumentTypeError(f"--scales must be positive numbers, got {text!r}")
+    return scales
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deploy", required=True, help="deploy prototxt (one image input, class-score output)")
+    parser.add_argument("--weights", required=True, help="trained .caffemodel")
+    parser.add_argument("--images", required=True, help="folder of <id><ext> images")
+    parser.add_argument("--ids", required=True, help="image list (ids, or '<id>.jpg <index>' lines)")
+    parser.add_argument("--out", required=True, help="output folder of <id>.png palette label maps")
+    parser.add_argument("--scale-mode", choices=SCALE_MODES, default="warp",
+                        help="warp: square sides in pixels; relative: factors of the image size (default warp)")
+    parser.add_argument("--scales", type=parse_scales,
+                        help="comma-separated scales (default 241,321,401 for warp, 0.75,1,1.25 for relative)")
+    parser.add_argument("--fuse", choices=FUSE_MODES, default="probs",
+                        help="probs: average the per-scale softmax maps (default); scores: sum the raw scores "
+                             "and take one softmax (the published test script)")
+    parser.add_argument("--crf", action="store_true", help="refine with the dense CRF on log-probabilities")
+    parser.add_argument("--crf-scale", type=float, default=1.0, help="CRF scale_factor (default 1)")
+    parser.add_argument("--restrict-to-labels", metavar="CUES",
+                        help="cue file whose image-level labels restrict each labelling (plus background)")
+    parser.add_argument("--input-list", help="input_list.txt ('<id>.jpg <index>') mapping ids to cue-file indices; "
+                                             "required with --restrict-to-labels")
+    parser.add_argument("--num-classes", type=int, help="classes incl. background (default: the net's output)")
+    parser.add_argument("--save-probs", metavar="DIR", help="also write <id>.npy C×H×W float16 probabilities here")
+    parser.add_argument("--image-ext", default=".jpg", help="image file extension (default .jpg)")
+    parser.add_argument("--input-blob", help="input blob name (default: the net's first input)")
+    parser.add_argument("--score-blob", help="score blob name (default: the net's first output)")
+    parser.add_argument("--mean", type=float, nargs=3, default=MEAN_BGR, metavar=("B", "G", "R"),
+                        help="BGR mean subtracted from the input (default the VGG16 mean)")
+    parser.add_argument("--limit", type=int, help="only the first N images of the list")
+    parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    args = parser.parse_args(argv)
+    if args.scales is None:
+        args.scales = parse_scales(DEFAULT_SCALES[args.scale_mode])
+    if args.restrict_to_labels and not args.input_list:
+        parser.error("--restrict-to-labels needs --input-list to map image ids to cue-file indices")
+    return args
+
+
+def image_label_sets(cue_path, input_list, num_classes):
+    """{image id: allowed classes (background + image labels)} from a cue file and its input list."""
+    from dsrg.cues import image_cue_entry, load_cues
+    from dsrg.seeds import read_indexed_list
+
+    mapping = load_cues(cue_path)
+    allowed = {}
+    for image_name, index in read_indexed_list(input_list):
+        labels, _ = image_cue_entry(mapping, index, num_classes, source=str(cue_path))
+        allowed[image_name] = np.concatenate([[0], labels]).astype(np.int64)
+    return allowed
+
+
+def read_rgb(path):
+    if not path.is_file():
+        raise FileNotFoundError(f"infer.py: image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except OSError as error:
+        raise ValueError(f"infer.py: cannot read image {path}: {error}") from error
+
+
+class CaffeForward:
+    """forward(1×3×h×w) -> C×h'×w' scores through a pycaffe net, reshaping the input as needed."""
+
+    def __init__(self, net, input_blob, score_blob):
+        self.net, self.input_blob, self.score_blob = net, input_blob, score_blob
+
+    def __call__(self, batch):
+        blob = self.net.blobs[self.input_blob]
+        if tuple(blob.data.shape) != tuple(batch.shape):
+            blob.reshape(*batch.shape)
+            self.net.reshape()
+        blob.data[...] = batch
+        self.net.forward()
+        return self.net.blobs[self.score_blob].data[0].copy()
+
+
+def load_net(deploy, weights, gpu):
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe
+
+    for path, what in ((deploy, "deploy prototxt"), (weights, "weights")):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"infer.py: {what} not found: {path}")
+    if gpu is not None:
+        caffe.set_device(gpu)
+        caffe.set_mode_gpu()
+    else:
+        caffe.set_mode_cpu()
+    return caffe.Net(str(deploy), str(weights), caffe.TEST)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    image_ids = read_image_ids(args.ids)
+    if args.limit is not None:
+        image_ids = image_ids[:args.limit]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    probs_dir = Path(args.save_probs) if args.save_probs else None
+    if probs_dir is not None:
+        probs_dir.mkdir(parents=True, exist_ok=True)
+
+    def finished(name):
+        return (out / f"{name}.png").is_file() and (probs_dir is None or (probs_dir / f"{name}.npy").is_file())
+
+    todo = [name for name in image_ids if not finished(name)]
+    print(f"infer.py: {len(image_ids) - len(todo)} of {len(image_ids)} images already done; {len(todo)} to go")
+    if todo:
+        net = load_net(args.deploy, args.weights, args.gpu)
+        input_blob = args.input_blob or net.inputs[0]
+        score_blob = args.score_blob or net.outputs[0]
+        forward = CaffeForward(net, input_blob, score_blob)
+        num_classes = args.num_classes or net.blobs[score_blob].data.shape[1]
+        allowed = (image_label_sets(args.restrict_to_labels, args.input_list, num_classes)
+                   if args.restrict_to_labels else None)
+        crf = None
+        if args.crf:
+            import krahenbuhl2013
+            crf = functools.partial(krahenbuhl2013.CRF, scale_factor=args.crf_scale)
+        from tqdm import tqdm
+        for name in tqdm(todo, desc="infer", unit="img", disable=args.no_progress, dynamic_ncols=True):
+            if allowed is not None and name not in allowed:
+                raise KeyError(f"infer.py: image {name} is not in {args.input_list}, so its labels are unknown")
+            image = read_rgb(Path(args.images) / f"{name}{args.image_ext}")
+            labels, probs = predict(forward, image, args.scales, args.scale_mode, fuse=args.fuse, crf=crf,
+                                    allowed_classes=None if allowed is None else allowed[name],
+                                    mean_bgr=args.mean)
+            if probs_dir is not None:
+                atomic_save_npy(probs_dir / f"{name}.npy", probs.astype(np.float16))
+            atomic_save_label_png(out / f"{name}.png", labels)
+    atomic_write_json(out / "infer_config.json", {
+        "deploy": str(args.deploy), "weights": str(args.weights), "ids": str(args.ids), "images": len(image_ids),
+        "scale_mode": args.scale_mode, "scales": args.scales, "fuse": args.fuse, "crf": args.crf,
+        "crf_scale": args.crf_scale, "restrict_to_labels": args.restrict_to_labels,
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

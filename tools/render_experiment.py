@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Render an experiment folder's prototxt templates into a run folder.
+
+Experiment prototxts are valid prototxt in which paths that differ per machine and per run are
+written as ${NAME} placeholders inside strings (e.g. source: "${INPUT_LIST}"). This tool copies
+every file of the experiment folder into OUT, replacing each placeholder by the value given with
+--set NAME=VALUE; a placeholder without a value, a value that is not used, or a value that could
+break the prototxt string (quotes, backslashes, newlines) is an error. When pycaffe is importable
+each rendered .prototxt is parsed (nets as NetParameter, *solver* files as SolverParameter).
+
+Example:
+  python tools/render_experiment.py --exp experiment/demo --out runs/demo/prototxt \\
+      --set IMAGE_DIR=data/demo/JPEGImages --set INPUT_LIST=data/demo/lists/input_list.txt ...
+"""
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from dsrg.fileio import atomic_write_text
+
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+FORBIDDEN_CHARACTERS = set("'\"\\\n\r")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp", required=True, help="experiment folder (templates)")
+    parser.add_argument("--out", required=True, help="folder to write the rendered files to")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="placeholder value")
+    parser.add_argument("--allow-unused", action="store_true", help="values no template uses are not an error")
+    return parser.parse_args(argv)
+
+
+def parse_values(assignments):
+    values = {}
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        if not sep or not PLACEHOLDER.fullmatch("${" + name + "}"):
+            raise ValueError(f"render_experiment.py: --set expects NAME=VALUE, got {assignment!r}")
+        bad = FORBIDDEN_CHARACTERS & set(value)
+        if bad:
+            raise ValueError(f"render_experiment.py: the value of {name} ({value!r}) contains {sorted(bad)}, "
+                             "which cannot go into a prototxt string")
+        values[name] = value
+    return values
+
+
+def render_text(text, values, source):
+    """Replace ${NAME} placeholders; returns (text, names used). A missing value is an error naming the file."""
+    used = set()
+
+    def substitute(match):
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"render_experiment.py: {source} needs a value for ${{{name}}} (pass --set {name}=...)")
+        used.add(name)
+        return values[name]
+
+    return PLACEHOLDER.sub(substitute, text), used
+
+
+def validate_prototxt(path, text):
+    try:
+        from caffe.proto import caffe_pb2
+        from google.protobuf import text_format
+    except ImportError:
+        return False
+    message = caffe_pb2.SolverParameter() if "solver" in path.name else caffe_pb2.NetParameter()
+    try:
+        text_format.Merge(text, message)
+    except text_format.ParseError as error:
+        raise ValueError(f"render_experiment.py: {path} is not a valid {type(message).__name__}: {error}") from error
+    return True
+
+
+def render_experiment(exp_dir, out_dir, values, allow_unused=False):
+    exp_dir, out_dir = Path(exp_dir), Path(out_dir)
+    if not exp_dir.is_dir():
+        raise FileNotFoundError(f"render_experiment.py: experiment folder not found: {exp_dir}")
+    used, written = set(), []
+    for source in sorted(path for path in exp_dir.iterdir() if path.is_file()):
+        text, names = render_text(source.read_text(), values, source)
+        used |= names
+        target = out_dir / source.name
+        if source.suffix == ".prototxt":
+            validate_prototxt(target, text)
+        atomic_write_text(target, text)
+        written.append(target)
+    unused = sorted(set(values) - used)
+    if unused and not allow_unused:
+        raise ValueError(f"render_experiment.py: no template in {exp_dir} uses {unused}")
+    return written
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    written = render_experiment(args.exp, args.out, parse_values(args.set), args.allow_unused)
+    print(f"render_experiment.py: {len(written)} files rendered into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
