@@ -26,7 +26,9 @@ ENV PATH=/usr/local/cuda/bin:${PATH}
 WORKDIR /opt/dsrg
 COPY . .
 # The same set-up script as on a workstation: apt packages, .venv, Caffe (CUDA build), CRF/, training/.
-RUN CAFFE_GPU=1 bash tools/setup.sh
+# CAFFE_GPU stays set so that run.sh's own set-up step finds this CUDA build in the cache.
+ENV CAFFE_GPU=1
+RUN bash tools/setup.sh
 
 # run.sh uses GPU 0 here; EXP, PASCAL_DIR, INIT_WEIGHTS, RUN_DIR select the experiment (see README).
 ENV GPU=0

@@ -1,7 +1,6 @@
 """Multi-scale inference core (numpy), the experiment templates, and tools/train.py through Caffe.
 
-The numpy tests always run. The Caffe tests (NaN detection, resume from a snapshot, template
-parsing) are skipped, saying so, when `import caffe` fails.
+The Caffe tests cover NaN detection, resuming from a snapshot and template parsing.
 """
 import importlib.util
 import json
