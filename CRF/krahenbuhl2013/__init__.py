@@ -136,6 +136,12 @@ def _run(images, unaries, maxiter, scale_factor, color_factor, num_threads):
     return q
 
 
+def _check_options(maxiter, scale_factor, color_factor, num_threads):
+    """The validated (maxiter, scale_factor, color_factor, num_threads) of a CRF call."""
+    return (_check_maxiter(maxiter), _check_positive_real("scale_factor", scale_factor),
+            _check_positive_real("color_factor", color_factor), _check_num_threads(num_threads))
+
+
 def CRF(image, unary, maxiter=10, scale_factor=1.0, color_factor=13, num_threads=None):
     """Dense-CRF marginals of one image.
 
@@ -145,10 +151,8 @@ def CRF(image, unary, maxiter=10, scale_factor=1.0, color_factor=13, num_threads
     color_factor is the colour std. num_threads: threads used inside this image (None = all
     cores; small images use one). Returns H x W x C float32 Q. Raises ValueError on bad input.
     """
-    maxiter = _check_maxiter(maxiter)
-    scale_factor = _check_positive_real("scale_factor", scale_factor)
-    color_factor = _check_positive_real("color_factor", color_factor)
-    num_threads = _check_num_threads(num_threads)
+    maxiter, scale_factor, color_factor, num_threads = _check_options(
+        maxiter, scale_factor, color_factor, num_threads)
     image = _as_uint8_images(image, 3, "image")
     unary = _as_float32_unaries(unary, 3, "unary")
     _check_geometry(image, unary, scale_factor, color_factor)
@@ -161,10 +165,8 @@ def CRF_batch(images, unaries, maxiter=10, scale_factor=1.0, color_factor=13, nu
     images: N x H x W x 3, unaries: N x H x W x C; otherwise as CRF. Equal to stacking
     CRF(images[i], unaries[i]). num_threads: None = os.cpu_count(). Returns N x H x W x C float32.
     """
-    maxiter = _check_maxiter(maxiter)
-    scale_factor = _check_positive_real("scale_factor", scale_factor)
-    color_factor = _check_positive_real("color_factor", color_factor)
-    num_threads = _check_num_threads(num_threads)
+    maxiter, scale_factor, color_factor, num_threads = _check_options(
+        maxiter, scale_factor, color_factor, num_threads)
     images = _as_uint8_images(images, 4, "images")
     unaries = _as_float32_unaries(unaries, 4, "unaries")
     if images.shape[0] != unaries.shape[0]:

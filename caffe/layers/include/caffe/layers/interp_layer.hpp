@@ -36,6 +36,38 @@ CAFFE_INTERP_HOST_DEVICE inline InterpTap interp_tap(int out_index, float ratio,
   return tap;
 }
 
+/// The four input taps of output pixel (y, x) within one plane: offsets of the
+/// top-left tap and of its right / lower / lower-right neighbours, and their
+/// bilinear weights. Forward is the weighted sum of the taps, backward scatters
+/// the output gradient to them with the same weights (the exact adjoint).
+struct InterpSample {
+  int top_left, right, down, down_right;
+  float w_top_left, w_right, w_down, w_down_right;
+};
+
+struct InterpGeometry {
+  int in_width;                       // full input row length
+  int crop_top, crop_left;            // -pad_beg
+  int in_eff_height, in_eff_width;    // cropped window
+  float ratio_y, ratio_x;             // (in_eff - 1) / (out - 1)
+};
+
+CAFFE_INTERP_HOST_DEVICE inline InterpSample interp_sample(
+    const InterpGeometry& g, int y, int x) {
+  const InterpTap ty = interp_tap(y, g.ratio_y, g.in_eff_height);
+  const InterpTap tx = interp_tap(x, g.ratio_x, g.in_eff_width);
+  InterpSample s;
+  s.top_left = (g.crop_top + ty.first) * g.in_width + g.crop_left + tx.first;
+  s.right = s.top_left + tx.step;
+  s.down = s.top_left + ty.step * g.in_width;
+  s.down_right = s.down + tx.step;
+  s.w_top_left = (1 - ty.weight) * (1 - tx.weight);
+  s.w_right = (1 - ty.weight) * tx.weight;
+  s.w_down = ty.weight * (1 - tx.weight);
+  s.w_down_right = ty.weight * tx.weight;
+  return s;
+}
+
 inline float interp_ratio(int in_size, int out_size) {
   return out_size > 1 ? static_cast<float>(in_size - 1) / (out_size - 1) : 0.f;
 }
@@ -83,9 +115,8 @@ class InterpLayer : public Layer<Dtype> {
 
   int planes_;  // N * C
   int in_height_, in_width_;  // full input size
-  int crop_top_, crop_left_;  // -pad_beg
-  int in_eff_height_, in_eff_width_;  // cropped window size
   int out_height_, out_width_;
+  InterpGeometry geometry_;
 };
 
 }  // namespace caffe

@@ -42,14 +42,12 @@ void InterpLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   planes_ = bottom[0]->num() * bottom[0]->channels();
   in_height_ = bottom[0]->height();
   in_width_ = bottom[0]->width();
-  crop_top_ = -param.pad_beg();
-  crop_left_ = -param.pad_beg();
-  in_eff_height_ = in_height_ + param.pad_beg() + param.pad_end();
-  in_eff_width_ = in_width_ + param.pad_beg() + param.pad_end();
-  CHECK_GT(in_eff_height_, 0) << "Interp layer '" << name << "': padding "
+  const int in_eff_height = in_height_ + param.pad_beg() + param.pad_end();
+  const int in_eff_width = in_width_ + param.pad_beg() + param.pad_end();
+  CHECK_GT(in_eff_height, 0) << "Interp layer '" << name << "': padding "
       << param.pad_beg() << "/" << param.pad_end() << " crops all of the "
       << "input height " << in_height_;
-  CHECK_GT(in_eff_width_, 0) << "Interp layer '" << name << "': padding "
+  CHECK_GT(in_eff_width, 0) << "Interp layer '" << name << "': padding "
       << param.pad_beg() << "/" << param.pad_end() << " crops all of the "
       << "input width " << in_width_;
   if (bottom.size() == 2) {
@@ -61,8 +59,8 @@ void InterpLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
     out_height_ = param.height();
     out_width_ = param.width();
   } else {
-    out_height_ = (in_eff_height_ - 1) / param.shrink_factor() + 1;
-    out_width_ = (in_eff_width_ - 1) / param.shrink_factor() + 1;
+    out_height_ = (in_eff_height - 1) / param.shrink_factor() + 1;
+    out_width_ = (in_eff_width - 1) / param.shrink_factor() + 1;
     out_height_ += (out_height_ - 1) * (param.zoom_factor() - 1);
     out_width_ += (out_width_ - 1) * (param.zoom_factor() - 1);
   }
@@ -70,6 +68,13 @@ void InterpLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
       << "': output height must be positive, got " << out_height_;
   CHECK_GT(out_width_, 0) << "Interp layer '" << name
       << "': output width must be positive, got " << out_width_;
+  geometry_.in_width = in_width_;
+  geometry_.crop_top = -param.pad_beg();
+  geometry_.crop_left = -param.pad_beg();
+  geometry_.in_eff_height = in_eff_height;
+  geometry_.in_eff_width = in_eff_width;
+  geometry_.ratio_y = interp_ratio(in_eff_height, out_height_);
+  geometry_.ratio_x = interp_ratio(in_eff_width, out_width_);
   top[0]->Reshape(bottom[0]->num(), bottom[0]->channels(), out_height_,
                   out_width_);
 }
@@ -79,26 +84,16 @@ void InterpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
   const Dtype* in = bottom[0]->cpu_data();
   Dtype* out = top[0]->mutable_cpu_data();
-  const float ratio_y = interp_ratio(in_eff_height_, out_height_);
-  const float ratio_x = interp_ratio(in_eff_width_, out_width_);
   const int in_plane = in_height_ * in_width_;
   const int out_plane = out_height_ * out_width_;
   for (int y = 0; y < out_height_; ++y) {
-    const InterpTap ty = interp_tap(y, ratio_y, in_eff_height_);
-    const Dtype wy1 = ty.weight, wy0 = 1 - wy1;
     for (int x = 0; x < out_width_; ++x) {
-      const InterpTap tx = interp_tap(x, ratio_x, in_eff_width_);
-      const Dtype wx1 = tx.weight, wx0 = 1 - wx1;
-      const int top_left = (crop_top_ + ty.first) * in_width_ +
-                           crop_left_ + tx.first;
-      const int down = ty.step * in_width_;
-      const Dtype* src = in + top_left;
+      const InterpSample s = interp_sample(geometry_, y, x);
+      const Dtype* src = in;
       Dtype* dst = out + y * out_width_ + x;
-      for (int p = 0; p < planes_; ++p) {
-        *dst = wy0 * (wx0 * src[0] + wx1 * src[tx.step]) +
-               wy1 * (wx0 * src[down] + wx1 * src[down + tx.step]);
-        src += in_plane;
-        dst += out_plane;
+      for (int p = 0; p < planes_; ++p, src += in_plane, dst += out_plane) {
+        *dst = s.w_top_left * src[s.top_left] + s.w_right * src[s.right] +
+               s.w_down * src[s.down] + s.w_down_right * src[s.down_right];
       }
     }
   }
@@ -111,29 +106,18 @@ void InterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   const Dtype* top_diff = top[0]->cpu_diff();
   Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
   caffe_set(bottom[0]->count(), Dtype(0), bottom_diff);
-  const float ratio_y = interp_ratio(in_eff_height_, out_height_);
-  const float ratio_x = interp_ratio(in_eff_width_, out_width_);
   const int in_plane = in_height_ * in_width_;
   const int out_plane = out_height_ * out_width_;
   for (int y = 0; y < out_height_; ++y) {
-    const InterpTap ty = interp_tap(y, ratio_y, in_eff_height_);
-    const Dtype wy1 = ty.weight, wy0 = 1 - wy1;
     for (int x = 0; x < out_width_; ++x) {
-      const InterpTap tx = interp_tap(x, ratio_x, in_eff_width_);
-      const Dtype wx1 = tx.weight, wx0 = 1 - wx1;
-      const int top_left = (crop_top_ + ty.first) * in_width_ +
-                           crop_left_ + tx.first;
-      const int down = ty.step * in_width_;
-      Dtype* dst = bottom_diff + top_left;
+      const InterpSample s = interp_sample(geometry_, y, x);
       const Dtype* src = top_diff + y * out_width_ + x;
-      for (int p = 0; p < planes_; ++p) {
-        const Dtype g = *src;
-        dst[0] += wy0 * wx0 * g;
-        dst[tx.step] += wy0 * wx1 * g;
-        dst[down] += wy1 * wx0 * g;
-        dst[down + tx.step] += wy1 * wx1 * g;
-        src += out_plane;
-        dst += in_plane;
+      Dtype* dst = bottom_diff;
+      for (int p = 0; p < planes_; ++p, src += out_plane, dst += in_plane) {
+        dst[s.top_left] += s.w_top_left * *src;
+        dst[s.right] += s.w_right * *src;
+        dst[s.down] += s.w_down * *src;
+        dst[s.down_right] += s.w_down_right * *src;
       }
     }
   }
