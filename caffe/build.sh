@@ -70,9 +70,12 @@ require_tools() {
 # Everything the build result depends on, one line each; its hash names the cache entry.
 build_fingerprint() {
   echo "source $CAFFE_SOURCE_PACKAGE $CAFFE_SOURCE_VERSION"
-  echo "options gpu=$CAFFE_GPU arch=${CAFFE_CUDA_ARCH// /,} wheels=${NVIDIA_WHEELS[*]} cuda_libs=${CAFFE_CUDA_LIBS_DIR:-}"
+  echo "options gpu=$CAFFE_GPU"
+  if [[ $CAFFE_GPU == 1 ]]; then
+    echo "cuda arch=${CAFFE_CUDA_ARCH// /,} wheels=${NVIDIA_WHEELS[*]} cuda_libs=${CAFFE_CUDA_LIBS_DIR:-}"
+    echo "nvcc $(nvcc --version | tail -n 1)"
+  fi
   echo "python $("$PYTHON" -c 'import sys, numpy; print(sys.version.split()[0], numpy.__version__)')"
-  if [[ $CAFFE_GPU == 1 ]]; then echo "nvcc $(nvcc --version | tail -n 1)"; fi
   dpkg-query -W -f='${Package} ${Version}\n' libprotobuf-dev libopencv-dev libboost-python-dev \
     libgoogle-glog-dev libhdf5-dev libopenblas-dev liblmdb-dev 2>/dev/null || true
   (cd "$HERE" && find build.sh patches layers -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
