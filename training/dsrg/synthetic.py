@@ -1,10 +1,12 @@
 """A synthetic VOC-format data set for the demo: textured objects on textured backgrounds, with cues.
 
-Six object classes differ in colour, texture and shape, so that a small CNN can tell them apart from
-local appearance; backgrounds are muted, textured and cluttered with unlabelled muted shapes, so that
-neither colour nor shape alone is enough. 1–3 objects per image, of varied size, some touching or
-occluding each other. The ground truth marks a thin band on every region boundary as 255 (ignore),
-as VOC does.
+Six object classes whose appearance overlaps in part: they share colours in pairs and differ in
+texture and shape, and every instance jitters its colours and fades its texture by a random amount.
+Backgrounds are muted, textured and cluttered with unlabelled muted shapes and with decoys painted
+in an object class's colours (but not its texture), so that neither colour nor shape alone is
+enough. 1–3 objects per image, from small to frame-filling, some touching or occluding each other.
+Illumination gradients, smooth shading, a colour cast, blur and sensor noise vary per image. The
+ground truth marks a thin band on every region boundary as 255 (ignore), as VOC does.
 
 Localization cues imitate the SEC cues (measured against the VOC ground truth with tools/seed_quality.py):
   - foreground: per object a CAM-like score, a Gaussian bump around a peak that sits at the object's
@@ -49,15 +51,18 @@ class ObjectClass:
     period: float  # texture period in pixels at 160-pixel image size
 
 
-# Object colours echo the VOC palette entry of their index (dark red, green, olive, navy, purple,
-# teal), so that palette-coloured label maps look like the images.
+# Classes share colours in pairs, as real classes share appearance: disc and cross are both red
+# (with dark red stripes vs pink rings), box and blob both green (with dark green checks vs dark teal
+# speckle); triangle (orange, dots) and star (blue-violet, diagonal stripes) stand alone, but their
+# jittered, faded versions come close to the muted clutter. Texture, shape and the second colour
+# tell a pair apart, and instance jitter blurs even those.
 OBJECT_CLASSES = (
-    ObjectClass("ellipse", (0.90, 0.16, 0.14), (0.45, 0.04, 0.05), "stripes", 7.0),
-    ObjectClass("rectangle", (0.15, 0.75, 0.22), (0.90, 1.00, 0.90), "checker", 9.0),
-    ObjectClass("triangle", (0.97, 0.83, 0.10), (0.55, 0.30, 0.02), "dots", 8.0),
-    ObjectClass("star", (0.18, 0.36, 0.95), (0.02, 0.06, 0.35), "diagonal", 6.0),
-    ObjectClass("cross", (0.85, 0.20, 0.85), (0.98, 0.80, 0.98), "rings", 8.0),
-    ObjectClass("blob", (0.10, 0.78, 0.82), (0.00, 0.32, 0.40), "speckle", 3.0),
+    ObjectClass("ellipse", (0.90, 0.20, 0.16), (0.42, 0.05, 0.06), "stripes", 7.0),
+    ObjectClass("rectangle", (0.25, 0.72, 0.25), (0.06, 0.32, 0.10), "checker", 9.0),
+    ObjectClass("triangle", (0.92, 0.70, 0.20), (0.50, 0.28, 0.08), "dots", 8.0),
+    ObjectClass("star", (0.35, 0.40, 0.85), (0.08, 0.08, 0.30), "diagonal", 6.0),
+    ObjectClass("cross", (0.88, 0.24, 0.20), (0.96, 0.70, 0.66), "rings", 8.0),
+    ObjectClass("blob", (0.28, 0.70, 0.28), (0.02, 0.26, 0.28), "speckle", 3.0),
 )
 
 
@@ -165,9 +170,9 @@ def _muted_colour(rng):
 def _jitter(colour, rng):
     """An instance's version of a class colour: small hue shift, some saturation/brightness change."""
     hue, saturation, value = colorsys.rgb_to_hsv(*colour)
-    hue = (hue + rng.uniform(-0.025, 0.025)) % 1.0
-    saturation = np.clip(saturation * rng.uniform(0.85, 1.05), 0, 1)
-    value = np.clip(value * rng.uniform(0.75, 1.08), 0, 1)
+    hue = (hue + rng.uniform(-0.05, 0.05)) % 1.0
+    saturation = np.clip(saturation * rng.uniform(0.55, 1.05), 0, 1)
+    value = np.clip(value * rng.uniform(0.65, 1.1), 0, 1)
     return np.array(colorsys.hsv_to_rgb(hue, saturation, value), dtype=np.float32)
 
 
@@ -194,6 +199,17 @@ def render_background(rng, size):
                                   rng.uniform(0, np.pi), rng.uniform(5, 12) * scale, rng)
         colour = _muted_colour(rng)
         image[mask] = (colour * (0.85 + 0.3 * pattern[..., None]))[mask]
+    for _ in range(rng.integers(0, 3)):  # decoys: unlabelled shapes in an object class's colours
+        spec = OBJECT_CLASSES[rng.integers(0, len(OBJECT_CLASSES))]
+        kind = ("ellipse", "rectangle", "blob")[rng.integers(0, 3)]
+        centre = rng.uniform(0, size, 2)
+        mask = shape_mask(kind, size, centre, rng.uniform(0.06, 0.18) * size, rng.uniform(0, np.pi),
+                          rng.uniform(0.3, 0.8), rng)
+        pattern = texture_pattern(("stripes", "speckle")[rng.integers(0, 2)], size, centre, rng.uniform(0, np.pi),
+                                  rng.uniform(10, 20) * scale, rng)[..., None]
+        light, dark = _jitter(spec.colour, rng), _jitter(spec.shade, rng)
+        contrast = rng.uniform(0.1, 0.4)
+        image[mask] = (dark + (light - dark) * (1 - contrast + contrast * pattern))[mask]
     return image
 
 
@@ -201,12 +217,12 @@ def place_objects(rng, size, max_objects=3, tries=12, min_visible_share=0.4):
     """Draw 1–`max_objects` objects; returns [(class index, full mask, paint)] in painting order.
 
     Later objects are painted over earlier ones. A placement is redrawn when the new object is
-    smaller than ~300 pixels (at 160 px), when more than 60 % of it would lie on earlier objects,
+    smaller than ~200 pixels (at 160 px), when more than 60 % of it would lie on earlier objects,
     or when it would leave an earlier object with less than `min_visible_share` of its area
     visible; after `tries` failures the object is left out. The first object is drawn until one fits.
     """
     scale = size / 160.0
-    min_area = 300 * scale ** 2
+    min_area = 200 * scale ** 2
     count = int(rng.choice(np.arange(1, max_objects + 1), p=_object_count_probabilities(max_objects)))
     objects, visible, occupied = [], [], np.zeros((size, size), dtype=bool)
     attempt = 0
@@ -214,7 +230,7 @@ def place_objects(rng, size, max_objects=3, tries=12, min_visible_share=0.4):
         attempt += 1
         class_index = int(rng.integers(1, len(CLASS_NAMES)))
         spec = OBJECT_CLASSES[class_index - 1]
-        radius = np.exp(rng.uniform(np.log(0.11), np.log(0.62))) * size
+        radius = np.exp(rng.uniform(np.log(0.09), np.log(0.55))) * size
         centre = rng.uniform(0.12 * size, 0.88 * size, 2)
         angle = rng.uniform(0, 2 * np.pi)
         aspect = rng.uniform(0.6, 1.0) if spec.shape in ("ellipse", "rectangle", "blob") else rng.uniform(0.85, 1.0)
@@ -240,7 +256,8 @@ def paint_object(image, rng, size, spec, centre, angle, mask):
     period = spec.period * (size / 160.0) * rng.uniform(0.8, 1.25)
     pattern = texture_pattern(spec.texture, size, centre, angle, period, rng)[..., None]
     light, dark = _jitter(spec.colour, rng), _jitter(spec.shade, rng)
-    image[mask] = (dark + (light - dark) * pattern)[mask]
+    contrast = rng.uniform(0.35, 1.0)  # faded textures: some instances show their pattern only faintly
+    image[mask] = (dark + (light - dark) * (0.5 * (1 - contrast) + contrast * pattern))[mask]
 
 
 def boundary_band(label_map):
@@ -260,11 +277,14 @@ def render_sample(rng, size):
         instance_map[mask] = number
     instances = [(class_index, instance_map == number) for number, (class_index, _, _) in enumerate(objects)]
     instances = [(class_index, mask) for class_index, mask in instances if mask.any()]
-    # illumination gradient, slight blur (optics) and sensor noise
+    # illumination: a gradient and smooth shading; a colour cast; blur (optics) and sensor noise
     u, _ = _local_coordinates(size, (size / 2, size / 2), rng.uniform(0, 2 * np.pi))
-    image = image * (1 + rng.uniform(0.0, 0.3) * u[..., None] / size)
-    image = ndimage.gaussian_filter(image, (0.6, 0.6, 0))
-    image = image + rng.normal(0, 0.015, image.shape)
+    image = image * (1 + rng.uniform(0.0, 0.6) * u[..., None] / size)
+    image = image * (1 - rng.uniform(0.0, 0.35) * _smooth_field(rng, size, 3))
+    image = image * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    blur = rng.uniform(0.5, 1.3)
+    image = ndimage.gaussian_filter(image, (blur, blur, 0))
+    image = image + rng.normal(0, rng.uniform(0.015, 0.05), image.shape)
     rgb = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
     ground_truth = label_map.copy()
     ground_truth[boundary_band(label_map)] = IGNORE_LABEL
