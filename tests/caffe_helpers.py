@@ -33,6 +33,33 @@ def random_probs(rng, shape, spread=2.0):
     return probs / probs.sum(axis=1, keepdims=True)
 
 
+def set_inputs(net, values):
+    """Copy {blob name: array} into the net's blobs."""
+    for name, value in values.items():
+        net.blobs[name].data[...] = value
+
+
+def check_net_gradient(net, values, loss_name, wrt, loss_weight, step=1e-3, rtol=2e-2, atol=2e-3):
+    """Caffe-style check: central differences of loss_weight · loss (float32 forward passes of `net`
+    with inputs `values`) against the diff Caffe's backward leaves in blob `wrt`; returns that diff."""
+    set_inputs(net, values)
+    net.forward()
+    net.backward()
+    analytic = net.blobs[wrt].diff.copy()
+    data = net.blobs[wrt].data
+    numeric = np.zeros_like(analytic, dtype=np.float64)
+    for index in np.ndindex(data.shape):
+        original = float(data[index])
+        data[index] = original + step
+        upper = float(net.forward()[loss_name].flat[0])
+        data[index] = original - step
+        lower = float(net.forward()[loss_name].flat[0])
+        data[index] = original
+        numeric[index] = loss_weight * (upper - lower) / (2 * step)
+    np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol)
+    return analytic
+
+
 def make_net(caffe, prototxt, phase=None):
     """caffe.Net from an inline prototxt written to a temporary file."""
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:

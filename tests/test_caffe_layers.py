@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caffe_helpers import make_net
+from caffe_helpers import check_net_gradient, make_net
 
 caffe.set_mode_cpu()
 
@@ -130,22 +130,8 @@ def test_interp_backward_is_the_adjoint(shape, param):
 def test_interp_numeric_gradient_with_loss_weight():
     shape = (1, 2, 5, 6)
     net = interp_net(shape, "zoom_factor: 3", loss_weight=3)
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=shape).astype(np.float32)
-    net.blobs["x"].data[...] = x
-    net.forward()
-    net.backward()
-    analytic = net.blobs["x"].diff.copy()
-    step = 1e-2
-    numeric = np.zeros_like(x)
-    for index in np.ndindex(*shape):
-        losses = []
-        for sign in (1, -1):
-            net.blobs["x"].data[...] = x
-            net.blobs["x"].data[index] += sign * step
-            losses.append(3 * float(net.forward()["loss"]))
-        numeric[index] = (losses[0] - losses[1]) / (2 * step)
-    np.testing.assert_allclose(analytic, numeric, rtol=2e-2, atol=2e-2)
+    x = np.random.default_rng(5).normal(size=shape).astype(np.float32)
+    check_net_gradient(net, {"x": x}, "loss", "x", loss_weight=3, step=1e-2, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("param, message", [

@@ -9,10 +9,12 @@ import pytest
 
 from caffe_helpers import (
     SHARED_VOC12,
+    check_net_gradient,
     input_layer,
     make_net,
     python_layer,
     random_probs,
+    set_inputs,
 )
 
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -35,29 +37,8 @@ def net_with(inputs, layers):
     return make_net(caffe, header() + "".join(input_layer(n, s) for n, s in inputs.items()) + "".join(layers))
 
 
-def set_inputs(net, values):
-    for name, value in values.items():
-        net.blobs[name].data[...] = value
-
-
 def caffe_gradient_check(net, values, loss_name, wrt, step=1e-3, rtol=2e-2, atol=2e-3):
-    """Central differences of LOSS_WEIGHT · loss (float32 forward passes) against Caffe's backward."""
-    set_inputs(net, values)
-    net.forward()
-    net.backward()
-    analytic = net.blobs[wrt].diff.copy()
-    data = net.blobs[wrt].data
-    numeric = np.zeros_like(analytic, dtype=np.float64)
-    for index in np.ndindex(data.shape):
-        original = float(data[index])
-        data[index] = original + step
-        upper = float(net.forward()[loss_name].flat[0])
-        data[index] = original - step
-        lower = float(net.forward()[loss_name].flat[0])
-        data[index] = original
-        numeric[index] = LOSS_WEIGHT * (upper - lower) / (2 * step)
-    np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol)
-    return analytic
+    return check_net_gradient(net, values, loss_name, wrt, LOSS_WEIGHT, step=step, rtol=rtol, atol=atol)
 
 
 def seeded_batch(seed=0, shape=(2, 4, 3, 4)):

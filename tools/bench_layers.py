@@ -29,6 +29,7 @@ from scipy import ndimage
 from dsrg import crf, losses
 from dsrg.cues import annotation_batch, load_cues
 from dsrg.fileio import read_label_png
+from dsrg.seeds import read_indexed_list
 from dsrg.growing import grow_cues
 from dsrg.growing_reference import grow_cues_reference
 from dsrg.softmax import floor_probs, plain_softmax, softmax_backward_from_plain, softmax_forward
@@ -85,14 +86,13 @@ def _image_from_layout(layout, image_size, rng):
 def voc_inputs(args, rng):
     cue_path = args.voc_dir / "localization_cues-sec.pickle.gz"
     mapping = load_cues(cue_path)
-    entries = [line.split() for line in (args.voc_dir / "lists" / "input_list.txt").read_text().splitlines() if line]
-    chosen = entries[:args.batch]
-    labels, cues = annotation_batch(mapping, [int(index) for _, index in chosen], args.classes, args.size,
+    chosen = read_indexed_list(args.voc_dir / "lists" / "input_list.txt")[:args.batch]
+    labels, cues = annotation_batch(mapping, [index for _, index in chosen], args.classes, args.size,
                                     str(cue_path))
     scores = np.empty((args.batch, args.classes, args.size, args.size))
     images = np.empty((args.batch, 3, args.image_size, args.image_size))
     for position, (name, _) in enumerate(chosen):
-        layout = read_label_png(args.voc_dir / "SegmentationClassAug" / name.replace(".jpg", ".png")).astype(np.int64)
+        layout = read_label_png(args.voc_dir / "SegmentationClassAug" / f"{name}.png").astype(np.int64)
         layout[layout == 255] = 0
         present = labels[position, 0, 0] > 0.5
         scores[position] = _scores_from_layout(layout, present, args.classes, args.size, rng)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrg.evaluation import image_id
+from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_text
 
 DSRG_LAYER = "DSRGLayer"
@@ -82,7 +82,7 @@ def read_source_ids(data_layer):
     source = Path(data_layer.image_data_param.source)
     if not source.is_file():
         raise FileNotFoundError(f"dump_grown_seeds.py: the ImageData source list does not exist: {source}")
-    return [image_id(line.split()[0]) for line in source.read_text().splitlines() if line.strip()]
+    return read_image_ids(source)
 
 
 def main(argv=None):

@@ -9,6 +9,7 @@ labels plus background), as the published DSRG test and pseudo-label tools do.
 """
 import numpy as np
 
+from dsrg.resize import bilinear_resize
 from dsrg.voc import MEAN_BGR
 
 SCALE_MODES = ("warp", "relative")
@@ -18,35 +19,13 @@ PROB_FLOOR = 1e-5
 
 
 def resize_bilinear(array, out_h, out_w):
-    """Bilinear resize of a C×H×W array to C×out_h×out_w with aligned corners.
-
-    Corner samples map onto corner samples (ratio (in − 1)/(out − 1)), the convention of
-    `scipy.ndimage.zoom(order=1)` and of the deeplab Interp layer. A side of length 1 is
-    broadcast. Returns float32.
-    """
+    """Aligned-corners bilinear resize (dsrg.resize) of a C×H×W array to C×out_h×out_w, float32."""
     array = np.asarray(array, dtype=np.float32)
     if array.ndim != 3:
         raise ValueError(f"resize_bilinear: expected a C×H×W array, got shape {array.shape}")
     if out_h < 1 or out_w < 1:
         raise ValueError(f"resize_bilinear: output size must be positive, got {out_h}×{out_w}")
-    _, in_h, in_w = array.shape
-
-    def axis_weights(in_size, out_size):
-        if in_size == 1 or out_size == 1:
-            position = np.zeros(out_size, dtype=np.float64)
-        else:
-            position = np.arange(out_size, dtype=np.float64) * (in_size - 1) / (out_size - 1)
-        low = np.clip(np.floor(position).astype(np.int64), 0, in_size - 1)
-        high = np.minimum(low + 1, in_size - 1)
-        frac = (position - low).astype(np.float32)
-        return low, high, frac
-
-    row_low, row_high, row_frac = axis_weights(in_h, out_h)
-    col_low, col_high, col_frac = axis_weights(in_w, out_w)
-    rows = (array[:, row_low, :] * (1.0 - row_frac)[None, :, None]
-            + array[:, row_high, :] * row_frac[None, :, None])
-    return (rows[:, :, col_low] * (1.0 - col_frac)[None, None, :]
-            + rows[:, :, col_high] * col_frac[None, None, :]).astype(np.float32)
+    return bilinear_resize(array[np.newaxis], out_h, out_w)[0].astype(np.float32)
 
 
 def preprocess(image_rgb, out_h, out_w, mean_bgr=MEAN_BGR):
