@@ -29,13 +29,6 @@ def seeds_to_label_map(seeds):
     return label_map
 
 
-def _nearest_cell(size, grid_size):
-    """Grid index whose aligned-corners position is nearest to each of `size` pixels."""
-    if grid_size == 1 or size == 1:
-        return np.zeros(size, dtype=np.int64)
-    return np.floor(np.arange(size) * (grid_size - 1) / (size - 1) + 0.5).astype(np.int64)
-
-
 def draw_cues(image, seed_labels, dim=0.45):
     """Seed cells as palette-coloured dots on the dimmed image; `seed_labels` h×w with 255 = no seed."""
     image = np.asarray(image)
@@ -59,7 +52,8 @@ def draw_grown_seeds(image, seed_labels, opacity=0.65):
     """Grid seed labels blended over the image at full size; unseeded cells stay dimmed image."""
     image = np.asarray(image).astype(np.float32)
     height, width = image.shape[:2]
-    cells = seed_labels[np.ix_(_nearest_cell(height, seed_labels.shape[0]), _nearest_cell(width, seed_labels.shape[1]))]
+    cells = seed_labels[np.ix_(aligned_corner_indices(seed_labels.shape[0], height),
+                               aligned_corner_indices(seed_labels.shape[1], width))]
     colours = colorize(cells).astype(np.float32)
     colours[cells == 0] = (235, 235, 235)
     seeded = (cells != IGNORE_LABEL)[..., None]
