@@ -10,6 +10,7 @@ labels plus background), as the published DSRG test and pseudo-label tools do.
 import numpy as np
 
 from dsrg.resize import bilinear_resize
+from dsrg.softmax import plain_softmax
 from dsrg.voc import MEAN_BGR
 
 SCALE_MODES = ("warp", "relative")
@@ -63,13 +64,6 @@ def input_sizes(image_h, image_w, scales, mode):
     return sizes
 
 
-def softmax(scores, axis=0):
-    """Numerically stable softmax along `axis` (float32)."""
-    scores = np.asarray(scores, dtype=np.float32)
-    shifted = np.exp(scores - scores.max(axis=axis, keepdims=True))
-    return shifted / shifted.sum(axis=axis, keepdims=True)
-
-
 def fuse_scales(score_maps, out_h, out_w, fuse="probs"):
     """Fuse per-scale score maps (each C×h×w, raw network scores) into C×out_h×out_w probabilities.
 
@@ -86,9 +80,10 @@ def fuse_scales(score_maps, out_h, out_w, fuse="probs"):
         raise ValueError(f"fuse_scales: score maps disagree on the number of classes: {sorted(channels)}")
     total = None
     for scores in score_maps:
-        resized = resize_bilinear(softmax(scores) if fuse == "probs" else scores, out_h, out_w)
+        scores = np.asarray(scores, dtype=np.float32)
+        resized = resize_bilinear(plain_softmax(scores, axis=0) if fuse == "probs" else scores, out_h, out_w)
         total = resized if total is None else total + resized
-    probs = total / len(score_maps) if fuse == "probs" else softmax(total)
+    probs = total / len(score_maps) if fuse == "probs" else plain_softmax(total, axis=0)
     probs = np.maximum(probs, PROB_FLOOR)
     return (probs / probs.sum(axis=0, keepdims=True)).astype(np.float32)
 

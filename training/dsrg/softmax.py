@@ -8,11 +8,11 @@ import numpy as np
 MIN_PROB = 1e-4
 
 
-def plain_softmax(scores):
-    """softmax(x) over axis 1 (no floor), shifted by the maximum for stability."""
+def plain_softmax(scores, axis=1):
+    """softmax(x) over `axis` (default: the channels of N×C×h×w; no floor), shifted by the maximum."""
     scores = np.asarray(scores)
-    exp = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
+    exp = np.exp(scores - scores.max(axis=axis, keepdims=True))
+    return exp / exp.sum(axis=axis, keepdims=True)
 
 
 def floor_probs(plain):
