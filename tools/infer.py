@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """Multi-scale inference of a segmentation net: palette PNG label maps (and optionally probabilities).
 
-Each image runs through the deploy net at several input sizes; the per-scale softmax maps are
-resized to the image (bilinear, aligned corners) and averaged; an optional dense CRF (our
-krahenbuhl2013.CRF, scale_factor 1, on log-probabilities) refines them; the label map is the
-per-pixel best class, optionally only among the image-level classes + background (pseudo labels
-for stage 2, as the published tools make them). The numpy core is dsrg.inference.
+Each image runs through the deploy net at several input sizes; by default (--fuse scores, the
+release's test-ms.py) the raw per-scale scores are resized to the image (bilinear, aligned
+corners), summed, and turned into probabilities by one softmax (--fuse probs instead averages the
+per-scale softmax maps); an optional dense CRF (our krahenbuhl2013.CRF, scale_factor 1, on
+log-probabilities) refines them; the label map is the per-pixel best class over all classes, as
+the release's pseudo labels are, or with --restrict-to-labels only among the image-level classes +
+background (the release's unused generate_train_gt.py). The numpy core is dsrg.inference.
 
 Scale modes: 'warp' — each scale is a square side, the image is warped to it (stage-1 model,
 default 241,321,401); 'relative' — each scale multiplies the image size (final model, default
-0.75,1,1.25). Outputs are written atomically; images whose outputs exist are skipped.
+0.75,1,1.25). Outputs are written atomically; images whose outputs exist are skipped, and a
+folder made with other settings (weights, scales, fusion, CRF, restriction) is refused, not mixed.
 
 Examples:
   python tools/infer.py --deploy deploy.prototxt --weights stage1/final.caffemodel \\
@@ -56,9 +59,9 @@ def parse_args(argv):
                         help="warp: square sides in pixels; relative: factors of the image size (default warp)")
     parser.add_argument("--scales", type=parse_scales,
                         help="comma-separated scales (default 241,321,401 for warp, 0.75,1,1.25 for relative)")
-    parser.add_argument("--fuse", choices=FUSE_MODES, default="probs",
-                        help="probs: average the per-scale softmax maps (default); scores: sum the raw scores "
-                             "and take one softmax (the published test script)")
+    parser.add_argument("--fuse", choices=FUSE_MODES, default="scores",
+                        help="scores: sum the raw scores and take one softmax (default, the release's "
+                             "test-ms.py); probs: average the per-scale softmax maps")
     parser.add_argument("--crf", action="store_true", help="refine with the dense CRF on log-probabilities")
     parser.add_argument("--crf-scale", type=float, default=1.0, help="CRF scale_factor (default 1)")
     parser.add_argument("--restrict-to-labels", metavar="CUES",
@@ -137,6 +140,32 @@ def load_net(deploy, weights, gpu):
     return caffe.Net(str(deploy), str(weights), caffe.TEST)
 
 
+CONFIG_NAME = "infer_config.json"
+
+
+def inference_settings(args):
+    """What the label maps in --out depend on; a folder holds the outputs of one set of settings."""
+    return {
+        "deploy": str(Path(args.deploy).resolve()), "weights": str(Path(args.weights).resolve()),
+        "scale_mode": args.scale_mode, "scales": args.scales, "fuse": args.fuse, "crf": args.crf,
+        "crf_scale": args.crf_scale, "restrict_to_labels": args.restrict_to_labels, "mean": list(args.mean),
+    }
+
+
+def check_folder_settings(out, settings):
+    """Refuse to add to a folder whose outputs were made with other settings (they would be mixed)."""
+    path = out / CONFIG_NAME
+    if not path.is_file():
+        return
+    import json
+    previous = json.loads(path.read_text())
+    changed = sorted(key for key, value in settings.items() if previous.get(key) != value)
+    if changed:
+        details = "; ".join(f"{key}: {previous.get(key)!r} before, {settings[key]!r} now" for key in changed)
+        raise ValueError(f"infer.py: {out} holds outputs made with other settings ({details}); "
+                         f"choose another --out or remove that folder")
+
+
 def main(argv=None):
     args = parse_args(argv)
     image_ids = read_image_ids(args.ids)
@@ -144,6 +173,9 @@ def main(argv=None):
         image_ids = image_ids[:args.limit]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    settings = inference_settings(args)
+    check_folder_settings(out, settings)
+    atomic_write_json(out / CONFIG_NAME, {**settings, "ids": str(args.ids), "images": len(image_ids)})
     probs_dir = Path(args.save_probs) if args.save_probs else None
     if probs_dir is not None:
         probs_dir.mkdir(parents=True, exist_ok=True)
@@ -176,11 +208,6 @@ def main(argv=None):
             if probs_dir is not None:
                 atomic_save_npy(probs_dir / f"{name}.npy", probs.astype(np.float16))
             atomic_save_label_png(out / f"{name}.png", labels)
-    atomic_write_json(out / "infer_config.json", {
-        "deploy": str(args.deploy), "weights": str(args.weights), "ids": str(args.ids), "images": len(image_ids),
-        "scale_mode": args.scale_mode, "scales": args.scales, "fuse": args.fuse, "crf": args.crf,
-        "crf_scale": args.crf_scale, "restrict_to_labels": args.restrict_to_labels,
-    })
     return 0
 
 

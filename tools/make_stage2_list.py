@@ -4,6 +4,10 @@
 Stage 2 retrains the network on the stage-1 pseudo labels; its ImageSegDataLayer reads this list
 (`source`) with paths relative to its `root_folder`. Every listed image and label must exist.
 
+With --warp SIZE the pairs are first warped to SIZE×SIZE (image bilinear, label nearest) into
+--warp-dir, and the list names those copies: a CPU-sized experiment whose stage 1 sees square
+warps (e.g. 161×161) retrains stage 2 at the same object scale. Copies already made are kept.
+
 Example:
   python tools/make_stage2_list.py --ids VOC/lists/train_aug_id.txt --images VOC/JPEGImages \\
       --labels runs/voc/pseudo_labels --root / --out runs/voc/stage2_train.txt
@@ -13,8 +17,13 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
 from dsrg.evaluation import read_image_ids
-from dsrg.fileio import atomic_write_text
+from dsrg.fileio import atomic_save_image, atomic_save_label_png, atomic_write_text, read_label_png
+from dsrg.resize import aligned_corner_indices
 
 
 def parse_args(argv):
@@ -25,20 +34,47 @@ def parse_args(argv):
     parser.add_argument("--root", required=True, help="folder the listed paths are relative to (root_folder)")
     parser.add_argument("--out", required=True, help="list file to write")
     parser.add_argument("--image-ext", default=".jpg", help="image file extension (default .jpg)")
-    return parser.parse_args(argv)
+    parser.add_argument("--warp", type=int, metavar="SIZE", help="warp every pair to SIZE×SIZE first")
+    parser.add_argument("--warp-dir", help="folder for the warped pairs (images/, labels/); required with --warp")
+    args = parser.parse_args(argv)
+    if args.warp is not None and (args.warp < 1 or not args.warp_dir):
+        parser.error("--warp needs a positive SIZE and --warp-dir")
+    return args
+
+
+def warp_pair(image_path, label_path, size, warp_dir):
+    """SIZE×SIZE copies of an image (bilinear, lossless PNG) and its label map (nearest); returns their paths."""
+    name = image_path.stem
+    image_out = warp_dir / "images" / f"{name}.png"
+    label_out = warp_dir / "labels" / f"{name}.png"
+    if not image_out.is_file():
+        with Image.open(image_path) as image:
+            atomic_save_image(image_out, image.convert("RGB").resize((size, size), Image.BILINEAR))
+    if not label_out.is_file():
+        label = read_label_png(label_path)
+        rows = aligned_corner_indices(label.shape[0], size)
+        cols = aligned_corner_indices(label.shape[1], size)
+        atomic_save_label_png(label_out, label[np.ix_(rows, cols)])
+    return image_out, label_out
 
 
 def main(argv=None):
     args = parse_args(argv)
     root = Path(args.root).resolve()
-    lines, missing = [], []
+    pairs, lines, missing = [], [], []
     for name in read_image_ids(args.ids):
         image = Path(args.images).resolve() / f"{name}{args.image_ext}"
         label = Path(args.labels).resolve() / f"{name}.png"
         missing += [str(path) for path in (image, label) if not path.is_file()]
-        lines.append(f"{os.path.relpath(image, root)} {os.path.relpath(label, root)}")
+        pairs.append((image, label))
     if missing:
         raise FileNotFoundError(f"make_stage2_list.py: {len(missing)} listed files do not exist, e.g. {missing[:3]}")
+    if args.warp is not None:
+        warp_dir = Path(args.warp_dir).resolve()
+        pairs = [warp_pair(image, label, args.warp, warp_dir)
+                 for image, label in tqdm(pairs, desc="warp", unit="img", disable=not sys.stderr.isatty())]
+    for image, label in pairs:
+        lines.append(f"{os.path.relpath(image, root)} {os.path.relpath(label, root)}")
     if any(" " in line.split(" ", 1)[1] or len(line.split()) != 2 for line in lines):
         raise ValueError("make_stage2_list.py: paths with spaces cannot be written to a Caffe list file")
     atomic_write_text(args.out, "\n".join(lines) + "\n")

@@ -8,19 +8,28 @@ every file of the experiment folder into OUT, replacing each placeholder by the 
 break the prototxt string (quotes, backslashes, newlines) is an error. When pycaffe is importable
 each rendered .prototxt is parsed (nets as NetParameter, *solver* files as SolverParameter).
 
+A variant of an experiment (smaller inputs, frozen layers, an ablation) is the base experiment's
+folder plus one or more edits files (--edits, format in dsrg.netedit): the edited prototxts are
+parsed, changed and written back in protobuf text form under a header naming the edits; the
+other files are copied as they are. Placeholders may appear in edit values too.
+
 Example:
   python tools/render_experiment.py --exp experiment/demo --out runs/demo/prototxt \\
       --set IMAGE_DIR=data/demo/JPEGImages --set INPUT_LIST=data/demo/lists/input_list.txt ...
+  python tools/render_experiment.py --exp experiment/voc12-vgg16 \\
+      --edits experiment/voc12-photos/photos.edits --out runs/voc12-photos/prototxt --set ...
 """
 import argparse
 import re
 import sys
 from pathlib import Path
 
+from dsrg import netedit
 from dsrg.fileio import atomic_write_text
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 FORBIDDEN_CHARACTERS = set("'\"\\\n\r")
+ESCAPE = re.compile(r"\\(.)")
 
 
 def parse_args(argv):
@@ -28,6 +37,8 @@ def parse_args(argv):
     parser.add_argument("--exp", required=True, help="experiment folder (templates)")
     parser.add_argument("--out", required=True, help="folder to write the rendered files to")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="placeholder value")
+    parser.add_argument("--edits", action="append", default=[], metavar="FILE",
+                        help="edits file applied to the experiment's prototxts (repeatable, applied in order)")
     parser.add_argument("--allow-unused", action="store_true", help="values no template uses are not an error")
     return parser.parse_args(argv)
 
@@ -60,13 +71,24 @@ def render_text(text, values, source):
     return PLACEHOLDER.sub(substitute, text), used
 
 
-def validate_prototxt(path, text):
+def import_caffe_proto():
     try:
         from caffe.proto import caffe_pb2
         from google.protobuf import text_format
     except ImportError:
+        return None, None
+    return caffe_pb2, text_format
+
+
+def message_for(path, caffe_pb2):
+    return caffe_pb2.SolverParameter() if "solver" in path.name else caffe_pb2.NetParameter()
+
+
+def validate_prototxt(path, text):
+    caffe_pb2, text_format = import_caffe_proto()
+    if caffe_pb2 is None:
         return False
-    message = caffe_pb2.SolverParameter() if "solver" in path.name else caffe_pb2.NetParameter()
+    message = message_for(path, caffe_pb2)
     try:
         text_format.Merge(text, message)
     except text_format.ParseError as error:
@@ -74,15 +96,47 @@ def validate_prototxt(path, text):
     return True
 
 
-def render_experiment(exp_dir, out_dir, values, allow_unused=False):
+def edited_prototxt(path, text, edits, edit_names):
+    """`text` of the prototxt `path` with the matching edits applied, as protobuf text under a header."""
+    caffe_pb2, text_format = import_caffe_proto()
+    if caffe_pb2 is None:
+        raise RuntimeError("render_experiment.py: edits need pycaffe's caffe_pb2 (run tools/setup.sh)")
+    message = message_for(path, caffe_pb2)
+    try:
+        text_format.Merge(text, message)
+    except text_format.ParseError as error:
+        raise ValueError(f"render_experiment.py: {path} is not a valid {type(message).__name__}: {error}") from error
+    netedit.apply_edits(message, edits, path.name)
+    header = f"# {path.name}, rendered by tools/render_experiment.py with the edits in {', '.join(edit_names)}\n"
+    return header + unescape_single_quotes(text_format.MessageToString(message))
+
+
+def unescape_single_quotes(text):
+    """protobuf writes ' inside "..." strings as \\'; Caffe reads a plain ' just as well, and people read it better."""
+    return ESCAPE.sub(lambda match: "'" if match.group(1) == "'" else match.group(0), text)
+
+
+def render_experiment(exp_dir, out_dir, values, allow_unused=False, edit_files=()):
     exp_dir, out_dir = Path(exp_dir), Path(out_dir)
     if not exp_dir.is_dir():
         raise FileNotFoundError(f"render_experiment.py: experiment folder not found: {exp_dir}")
-    used, written = set(), []
-    for source in sorted(path for path in exp_dir.iterdir() if path.is_file()):
+    sources = sorted(path for path in exp_dir.iterdir() if path.is_file())
+    edits, used = [], set()
+    for edit_file in edit_files:
+        edit_file = Path(edit_file)
+        if not edit_file.is_file():
+            raise FileNotFoundError(f"render_experiment.py: edits file not found: {edit_file}")
+        text, names = render_text(edit_file.read_text(), values, edit_file)
+        used |= names
+        edits.extend(netedit.parse_edits(text, str(edit_file)))
+    netedit.check_every_file_matched(edits, [path.name for path in sources])
+    written = []
+    for source in sources:
         text, names = render_text(source.read_text(), values, source)
         used |= names
         target = out_dir / source.name
+        if netedit.edits_for_file(edits, source.name):
+            text = edited_prototxt(source, text, edits, [Path(name).name for name in edit_files])
         if source.suffix == ".prototxt":
             validate_prototxt(target, text)
         atomic_write_text(target, text)
@@ -95,7 +149,7 @@ def render_experiment(exp_dir, out_dir, values, allow_unused=False):
 
 def main(argv=None):
     args = parse_args(argv)
-    written = render_experiment(args.exp, args.out, parse_values(args.set), args.allow_unused)
+    written = render_experiment(args.exp, args.out, parse_values(args.set), args.allow_unused, args.edits)
     print(f"render_experiment.py: {len(written)} files rendered into {args.out}")
     return 0
 

@@ -2,10 +2,10 @@
 
 A segmentation network is seen through a `forward` callable that maps one preprocessed image
 (1×3×h×w, mean-subtracted BGR float32) to its class scores (C×h'×w'). Prediction runs the network
-at several input sizes, turns each score map into probabilities, resizes them to the image
-(bilinear, aligned corners), averages them, and optionally refines the result with a dense CRF
-on log-probabilities and restricts the labelling to a set of allowed classes (the image-level
-labels plus background), as the published DSRG test and pseudo-label tools do.
+at several input sizes, resizes the score maps to the image (bilinear, aligned corners) and fuses
+them: by default as the release's test-ms.py does (scores summed, one softmax), or by averaging
+per-scale probabilities. It optionally refines the result with a dense CRF on log-probabilities
+and restricts the labelling to a set of allowed classes (the image-level labels plus background).
 """
 import numpy as np
 
@@ -64,7 +64,7 @@ def input_sizes(image_h, image_w, scales, mode):
     return sizes
 
 
-def fuse_scales(score_maps, out_h, out_w, fuse="probs"):
+def fuse_scales(score_maps, out_h, out_w, fuse="scores"):
     """Fuse per-scale score maps (each C×h×w, raw network scores) into C×out_h×out_w probabilities.
 
     fuse 'probs': the softmax of each scale is resized to the image and the results averaged.
@@ -100,7 +100,7 @@ def restricted_argmax(probs, allowed_classes=None):
     return allowed[probs[allowed].argmax(axis=0)].astype(np.uint8)
 
 
-def predict(forward, image_rgb, scales, scale_mode, fuse="probs", crf=None,
+def predict(forward, image_rgb, scales, scale_mode, fuse="scores", crf=None,
             allowed_classes=None, mean_bgr=MEAN_BGR):
     """Multi-scale prediction of one image.
 

@@ -1,4 +1,5 @@
-"""Bilinear resizing with aligned corners, shared by the CRF refinement and multi-scale inference.
+"""Aligned-corners resizing: bilinear (CRF refinement, multi-scale inference) and nearest sampling
+(ground truth, cues and seeds on a score grid).
 
 Corner samples map onto corner samples: target position t reads source position
 t·(in − 1)/(out − 1), the convention of the deeplab Interp layer and of ``scipy.ndimage.zoom``
@@ -16,6 +17,18 @@ def _aligned_corner_taps(source_size, target_size):
     lower = np.minimum(np.floor(positions).astype(np.int64), source_size - 1)
     upper = np.minimum(lower + 1, source_size - 1)
     return lower, upper, positions - lower
+
+
+def aligned_corner_indices(source_size, grid_size):
+    """Source index of each of `grid_size` positions, aligned-corners nearest sampling (round half up).
+
+    Position j reads source index round(j·(source_size − 1)/(grid_size − 1)); a grid of one position
+    reads index 0. Cell j of a 21×21 cue grid, for example, takes cell 2j of the 41×41 one.
+    """
+    if grid_size == 1:
+        return np.zeros(1, dtype=np.int64)
+    positions = np.arange(grid_size, dtype=np.float64) * (source_size - 1) / (grid_size - 1)
+    return np.floor(positions + 0.5).astype(np.int64)
 
 
 def bilinear_resize(images, height, width):

@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from dsrg.seeds import aligned_corner_indices
+from dsrg.resize import aligned_corner_indices
 from dsrg.voc import IGNORE_LABEL
 
 CLASS_NAMES = ("background", "disc", "box", "triangle", "star", "cross", "blob")

@@ -8,7 +8,7 @@ a dimmed image; grown seeds as the grid's cells (each pixel takes its nearest ce
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from dsrg.seeds import aligned_corner_indices
+from dsrg.resize import aligned_corner_indices
 from dsrg.voc import IGNORE_LABEL, PALETTE
 
 PALETTE_RGB = np.asarray(PALETTE, dtype=np.uint8).reshape(256, 3)

@@ -1,0 +1,29 @@
+"""tools/infer.py's folder bookkeeping: a folder holds the outputs of one set of inference settings."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_infer():
+    spec = importlib.util.spec_from_file_location("dsrg_tool_infer", REPO / "tools" / "infer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_release_defaults_and_refusal_of_a_folder_made_with_other_settings(tmp_path):
+    infer = load_infer()
+    args = infer.parse_args(["--deploy", "d.prototxt", "--weights", "w.caffemodel", "--images", "i", "--ids",
+                             "ids.txt", "--out", str(tmp_path), "--crf"])
+    assert (args.fuse, args.restrict_to_labels, args.scales) == ("scores", None, [241.0, 321.0, 401.0])
+    settings = infer.inference_settings(args)
+    infer.check_folder_settings(tmp_path, settings)
+    (tmp_path / infer.CONFIG_NAME).write_text(json.dumps({**settings, "images": 3, "ids": "ids.txt"}))
+    infer.check_folder_settings(tmp_path, settings)
+    with pytest.raises(ValueError, match=r"holds outputs made with other settings \(fuse: 'scores' before, "
+                                         r"'probs' now\); choose another --out"):
+        infer.check_folder_settings(tmp_path, {**settings, "fuse": "probs"})

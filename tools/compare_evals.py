@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Side-by-side table of several evaluations (tools/evaluate.py JSON summaries): mIoU and per-class IoU.
+
+Each --eval NAME=PATH is one column. Classes with no ground-truth pixels in every evaluation are
+left out of the per-class rows. The table is printed and, with --markdown, written atomically.
+
+Example (the run.sh ablation step):
+  python tools/compare_evals.py --eval "DSRG (growing)=runs/x/eval_val_stage1.json" \\
+      --eval "no growing=runs/x/ablation_no_growing/eval_val_stage1.json" --markdown runs/x/ablation.md
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dsrg.fileio import atomic_write_text
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--eval", action="append", required=True, metavar="NAME=PATH",
+                        help="a column: its title and an evaluation JSON (repeatable)")
+    parser.add_argument("--title", default="val mIoU", help="heading of the first row (default 'val mIoU')")
+    parser.add_argument("--markdown", help="also write the table to this Markdown file")
+    return parser.parse_args(argv)
+
+
+def load_columns(specs):
+    columns = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"compare_evals.py: --eval expects NAME=PATH, got {spec!r}")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"compare_evals.py: evaluation not found: {path} (column {name!r})")
+        summary = json.loads(path.read_text())
+        for key in ("miou", "per_class"):
+            if key not in summary:
+                raise ValueError(f"compare_evals.py: {path} is not a tools/evaluate.py summary (no {key!r})")
+        columns.append((name, summary))
+    classes = {len(summary["per_class"]) for _, summary in columns}
+    if len(classes) != 1:
+        raise ValueError(f"compare_evals.py: the evaluations disagree on the number of classes: {sorted(classes)}")
+    return columns
+
+
+def comparison_table(columns, title="val mIoU"):
+    """Markdown table: one row for mIoU, one per class with ground truth, one column per evaluation."""
+    names = [name for name, _ in columns]
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines.append(f"| **{title}** | " + " | ".join(f"**{summary['miou']:.2f}**" for _, summary in columns) + " |")
+    for index, entry in enumerate(columns[0][1]["per_class"]):
+        if all(summary["per_class"][index]["gt_pixels"] == 0 for _, summary in columns):
+            continue
+        cells = []
+        for _, summary in columns:
+            iou = summary["per_class"][index]["iou"]
+            cells.append("n/a" if iou is None else f"{iou:.1f}")
+        lines.append(f"| {entry['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    table = comparison_table(load_columns(args.eval), args.title)
+    print(table, end="")
+    if args.markdown:
+        atomic_write_text(args.markdown, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
