@@ -1,10 +1,11 @@
-"""Stage-2 segmentation batches: list file, mean, crop padding, mirroring, prefetching, bad files."""
+"""Stage-2 segmentation batches: list file, mean, scale, square and rectangular crops with padding,
+centred crops, mirroring, prefetching, bad files and settings."""
 import numpy as np
 import pytest
 from PIL import Image
 
 from dsrg.fileio import atomic_save_label_png
-from dsrg.segdata import SegmentationBatchLoader, crop_sample, read_list_file
+from dsrg.segdata import SegmentationBatchLoader, crop_sample, crop_shape, read_list_file
 
 MEAN = (104.0, 117.0, 123.0)
 
@@ -129,3 +130,52 @@ def test_size_mismatch_and_list_errors(tmp_path):
         read_list_file(tmp_path, bad_list)
     with pytest.raises(FileNotFoundError, match="absent.txt"):
         read_list_file(tmp_path, tmp_path / "absent.txt")
+
+
+def test_crop_shape_takes_an_int_or_a_height_width_pair():
+    assert crop_shape(321) == (321, 321)
+    assert crop_shape((321, 321)) == (321, 321)
+    assert crop_shape([161, 241]) == (161, 241)
+    for bad in (0, -3, True, 3.0, (3,), (3, 4, 5), (3, 0), (3, 2.5), (True, 3), "321", None):
+        with pytest.raises(ValueError, match=r"crop_size must be a positive int or a \(height, width\) pair"):
+            crop_shape(bad)
+
+
+def test_rectangular_crops_pad_and_crop_to_height_by_width(tmp_path):
+    rgb, label = write_pair(tmp_path, "r", 5, 9, 4)
+    data = loader(tmp_path, write_list(tmp_path, ["r"]), batch_size=4, crop_size=(7, 4), mirror=True)
+    try:
+        images, labels = data.next_batch()
+    finally:
+        data.close()
+    assert images.shape == (4, 3, 7, 4) and labels.shape == (4, 1, 7, 4)
+    assert np.all(labels[:, 0, 5:] == 255) and np.all(images[:, :, 5:] == 0)   # 5 rows padded to 7
+    bgr = (rgb[:, :, ::-1].astype(np.float32) - np.array(MEAN, np.float32)).transpose(2, 0, 1)
+    for position in range(4):
+        windows = [(bgr[:, :, left:left + 4], label[:, left:left + 4]) for left in range(6)]
+        windows += [(image[..., ::-1], window[:, ::-1]) for image, window in windows]
+        assert any(np.array_equal(labels[position, 0, :5], window) and np.array_equal(images[position, :, :5], image)
+                   for image, window in windows)
+
+
+def test_centred_crop_and_scale(tmp_path):
+    rgb, label = write_pair(tmp_path, "c", 8, 10, 5)
+    data = loader(tmp_path, write_list(tmp_path, ["c"]), batch_size=2, crop_size=(4, 5), random_crop=False,
+                  scale=0.5)
+    try:
+        images, labels = data.next_batch()
+    finally:
+        data.close()
+    expected = (rgb[:, :, ::-1].astype(np.float32) - np.array(MEAN, np.float32)) * 0.5
+    for position in range(2):   # the centre, offsets (8 − 4) // 2 = 2 and (10 − 5) // 2 = 2
+        np.testing.assert_array_equal(labels[position, 0], label[2:6, 2:7])
+        np.testing.assert_array_equal(images[position], expected[2:6, 2:7].transpose(2, 0, 1))
+
+
+def test_bad_loader_settings_are_named(tmp_path):
+    write_pair(tmp_path, "a", 6, 6, 0)
+    source = write_list(tmp_path, ["a"])
+    with pytest.raises(ValueError, match=r"crop_size must be .* got \(321, 321, 3\)"):
+        loader(tmp_path, source, crop_size=(321, 321, 3))
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        loader(tmp_path, source, batch_size=0)

@@ -8,6 +8,14 @@ index ``i`` (its line number in ``input_list.txt``):
 - ``"%i_cues" % i``: int array of shape 3×K whose columns are (class, row, col) seeds on the
   h×w score grid (41×41 for 321×321 input); class 0 is a background seed.
 
+Malformed data is an error naming the file and the image: when the file is read, a key of another
+form, an image with only one of its two keys, a non-integer array, cues not of shape 3×K; when an
+image is used, a label or cue class outside 0..C-1 or a cue outside the grid. Three things the release's AnnotationLayer trains on are accepted
+and treated as it treats them, with one :class:`CueFileWarning` per file that counts them
+(:func:`release_quirks`): label 0 listed (the background is marked present anyway), a label listed
+twice (marked once), and cues of a class that is not in the image's labels (they stay in the dense
+cue map, so they are seeds for the seed loss, but the class is not marked present and never grows).
+
 Pickles (``.pickle``, ``.pkl``, optionally gzip'd with a ``.gz`` suffix) are read through a
 restricted unpickler that admits only numpy array reconstruction and builtin containers and scalars;
 any other global is refused before anything is called, so a hostile pickle executes nothing.
@@ -27,11 +35,13 @@ import gzip
 import io
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from dsrg.fileio import atomic_write_bytes
+from dsrg.resize import aligned_corner_indices
 
 NPZ_FORMAT = "dsrg-cues-v1"
 PICKLE_SUFFIXES = (".pickle", ".pkl")
@@ -40,6 +50,10 @@ _KEY_PATTERN = re.compile(r"^(\d+)_(labels|cues)$")
 
 class UnsafePickleError(pickle.UnpicklingError):
     """A cue pickle asked for a global outside the allowed set (numpy arrays and builtins)."""
+
+
+class CueFileWarning(UserWarning):
+    """A cue file holds data the release accepts but the format does not intend (see the module doc)."""
 
 
 def _latin1_encode(text, encoding="latin1"):
@@ -146,7 +160,8 @@ def _base_suffix(path):
 
 
 def _validate_mapping(mapping, source):
-    """Check keys are '<int>_labels' / '<int>_cues' with int arrays of the right shape; return int64 copies."""
+    """Check keys are '<int>_labels' / '<int>_cues' in pairs, with int arrays of the right shape;
+    return int64 copies."""
     if not isinstance(mapping, dict):
         raise ValueError(f"{source}: a cue file must hold a dict, got {type(mapping).__name__}")
     checked = {}
@@ -166,7 +181,54 @@ def _validate_mapping(mapping, source):
             else:
                 raise ValueError(f"{source}: {key!r} must have shape 3×K (class, row, col), got {array.shape}")
         checked[key] = array
+    for key in checked:
+        index, kind = _KEY_PATTERN.match(key).groups()
+        partner = f"{index}_{'cues' if kind == 'labels' else 'labels'}"
+        if partner not in checked:
+            raise ValueError(f"{source}: image {index} has {key!r} but no {partner!r}; every image needs both")
     return checked
+
+
+def release_quirks(mapping):
+    """Counts of what the release trains on although the format does not intend it.
+
+    mapping: a validated cue dict. Returns {"label_zero": images that list label 0,
+    "repeated_labels": images that list a label more than once, "unlisted_cue_images": images with
+    cues of a foreground class not in their labels, "unlisted_cues": those cues}.
+    """
+    counts = dict.fromkeys(("label_zero", "repeated_labels", "unlisted_cue_images", "unlisted_cues"), 0)
+    for key, labels in mapping.items():
+        index, kind = _KEY_PATTERN.match(key).groups()
+        if kind != "labels":
+            continue
+        listed = labels.tolist()
+        counts["label_zero"] += 0 in listed
+        counts["repeated_labels"] += len(set(listed)) != len(listed)
+        cue_classes = mapping[f"{index}_cues"][0]
+        listed_cue = (cue_classes[:, None] == labels[None, :]).any(axis=1)
+        unlisted = int(np.count_nonzero((cue_classes != 0) & ~listed_cue))
+        counts["unlisted_cue_images"] += unlisted > 0
+        counts["unlisted_cues"] += unlisted
+    return counts
+
+
+def _warn_release_quirks(mapping, source):
+    """One CueFileWarning for `source` that counts its :func:`release_quirks`, if it has any."""
+    counts = release_quirks(mapping)
+    num_images = sum(1 for key in mapping if key.endswith("_labels"))
+    parts = []
+    if counts["label_zero"]:
+        parts.append(f"{counts['label_zero']} images list label 0 (background, implicit): ignored, "
+                     "the background is present anyway")
+    if counts["repeated_labels"]:
+        parts.append(f"{counts['repeated_labels']} images list a label more than once: counted once")
+    if counts["unlisted_cue_images"]:
+        parts.append(f"{counts['unlisted_cue_images']} images have {counts['unlisted_cues']} cues of classes "
+                     "not in their labels: kept as seeds (seed loss) but the classes are not marked present "
+                     "and do not grow")
+    if parts:
+        warnings.warn(f"cue file {source} ({num_images} images): " + "; ".join(parts)
+                      + "; all as the DSRG release's AnnotationLayer treats them", CueFileWarning, stacklevel=3)
 
 
 def _load_npz(path):
@@ -200,20 +262,25 @@ def load_cues(path):
 
     Returns ``{"%i_labels": int64 (L,), "%i_cues": int64 (3, K)}``. Pickles go through the
     restricted unpickler (:class:`UnsafePickleError` names the file and the refused global).
+    Malformed structure is a ValueError; data the release accepts but the format does not intend
+    gives one :class:`CueFileWarning` with counts (module doc).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"cue file not found: {path}")
     suffix = _base_suffix(path)
     if suffix == ".npz" and not _is_gzip(path):
-        return _validate_mapping(_load_npz(path), path)
-    if suffix not in PICKLE_SUFFIXES:
+        mapping = _validate_mapping(_load_npz(path), path)
+    elif suffix not in PICKLE_SUFFIXES:
         raise ValueError(f"{path}: unknown cue file type; expected .pickle, .pkl (optionally .gz) or .npz")
-    try:
-        data = gzip.decompress(path.read_bytes()) if _is_gzip(path) else path.read_bytes()
-    except (OSError, EOFError) as error:
-        raise ValueError(f"{path}: cannot read cue file ({error})") from error
-    return _validate_mapping(restricted_unpickle_bytes(data, str(path)), path)
+    else:
+        try:
+            data = gzip.decompress(path.read_bytes()) if _is_gzip(path) else path.read_bytes()
+        except (OSError, EOFError) as error:
+            raise ValueError(f"{path}: cannot read cue file ({error})") from error
+        mapping = _validate_mapping(restricted_unpickle_bytes(data, str(path)), path)
+    _warn_release_quirks(mapping, path)
+    return mapping
 
 
 def _npz_bytes(mapping, source):
@@ -287,26 +354,22 @@ def save_cues(path, mapping):
 
 
 def image_cue_entry(mapping, image_index, num_classes, source="cue file"):
-    """Labels and cue rows of one image, validated: returns (labels int64 (L,), cue_rows int64 (3, K)).
+    """Foreground labels and cue rows of one image: returns (labels int64 (L,), cue_rows int64 (3, K)).
 
-    An unknown index, a label outside 1..num_classes-1, or a cue of a foreground class that is not in
-    the label list is a ValueError naming the source and the image.
+    labels: the distinct listed classes other than 0, increasing (what the release marks present
+    besides the background); cue_rows: the file's columns, cues of unlisted classes included, as the
+    release keeps them. An unknown index is a KeyError, a label outside 0..num_classes-1 a ValueError,
+    both naming the source and the image.
     """
     labels_key, cues_key = f"{image_index}_labels", f"{image_index}_cues"
     if labels_key not in mapping or cues_key not in mapping:
         raise KeyError(f"{source}: no cues for image index {image_index} (keys {labels_key!r}, {cues_key!r})")
     labels = np.asarray(mapping[labels_key], dtype=np.int64).reshape(-1)
     cue_rows = np.asarray(mapping[cues_key], dtype=np.int64)
-    if labels.size and (labels.min() < 1 or labels.max() >= num_classes):
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"{source}: image {image_index} labels {labels.tolist()} must lie in "
-                         f"1..{num_classes - 1} (background is implicit)")
-    if cue_rows.size:
-        seeded = set(np.unique(cue_rows[0]).tolist()) - {0}
-        unlisted = sorted(seeded - set(labels.tolist()))
-        if unlisted:
-            raise ValueError(f"{source}: image {image_index} has cues of classes {unlisted} that are not in "
-                             f"its label list {labels.tolist()}")
-    return labels, cue_rows
+                         f"0..{num_classes - 1} (foreground 1..{num_classes - 1}; background is implicit)")
+    return np.unique(labels[labels != 0]), cue_rows
 
 
 def dense_cues(cue_rows, num_classes, height, width):
@@ -335,13 +398,30 @@ def image_index_from_label(value, source="image ids"):
     return index
 
 
-def annotation_batch(mapping, image_indices, num_classes, cue_size, source="cue file"):
+def resample_cues(cues, size):
+    """Dense cues (…, C, g, g) on a size×size grid by aligned-corners nearest sampling of the cells.
+
+    A cue file made for a 321 input lives on the 41×41 score grid; a smaller input needs its cues
+    on its own grid (161 → 21×21: cell j takes cell 2j).
+    """
+    cues = np.asarray(cues)
+    if cues.shape[-1] == size and cues.shape[-2] == size:
+        return cues
+    rows = aligned_corner_indices(cues.shape[-2], size)
+    cols = aligned_corner_indices(cues.shape[-1], size)
+    return cues[..., rows[:, None], cols[None, :]]
+
+
+def annotation_batch(mapping, image_indices, num_classes, cue_size, source="cue file", file_cue_size=None):
     """Image labels (N, 1, 1, C) and dense cues (N, C, s, s), float32, for a batch of image indices.
 
     labels[n, 0, 0, 0] = 1 (background) and labels[n, 0, 0, c] = 1 for every listed class c; cues
-    are the 0/1 maps of :func:`dense_cues` on the s×s grid. Unknown indices, labels out of range,
-    cues outside the grid or of unlisted classes are errors naming `source` and the image.
+    are the 0/1 maps of :func:`dense_cues` on the file's grid (`file_cue_size`, default s), brought
+    to the s×s grid by :func:`resample_cues`. Unknown indices, labels out of range and cues outside
+    the file's grid or the classes are errors naming `source` and the image; cues of classes not in
+    the labels stay in the map, as in the release (:func:`image_cue_entry`).
     """
+    file_cue_size = cue_size if file_cue_size is None else file_cue_size
     labels = np.zeros((len(image_indices), 1, 1, num_classes), dtype=np.float32)
     cues = np.zeros((len(image_indices), num_classes, cue_size, cue_size), dtype=np.float32)
     for position, image_index in enumerate(image_indices):
@@ -349,7 +429,8 @@ def annotation_batch(mapping, image_indices, num_classes, cue_size, source="cue 
         labels[position, 0, 0, 0] = 1.0
         labels[position, 0, 0, image_labels] = 1.0
         try:
-            cues[position] = dense_cues(cue_rows, num_classes, cue_size, cue_size)
+            cues[position] = resample_cues(dense_cues(cue_rows, num_classes, file_cue_size, file_cue_size),
+                                           cue_size)
         except ValueError as error:
             raise ValueError(f"{source}: image {image_index}: {error}") from error
     return labels, cues

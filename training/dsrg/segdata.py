@@ -3,15 +3,18 @@
 The list file holds one "image_path label_path" pair a line, relative to a root folder (DeepLab's
 list format; a leading "/" is relative to the root too). Each sample:
 
-- image: read as RGB, turned to BGR float32, the BGR mean subtracted, transposed to 3×H×W;
+- image: read as RGB, turned to BGR float32, the BGR mean subtracted, multiplied by `scale`
+  (1 by default), transposed to 3×H×W;
 - label: a palette or greyscale PNG of class indices (255 = ignore);
-- both padded at the bottom and right up to the crop size (image with the mean, i.e. 0 after the
-  subtraction; label with the ignore label), cropped at the same random offset, and mirrored
-  together with probability 1/2 when mirroring is on.
+- both padded at the bottom and right up to the crop size, a square side or a (height, width)
+  pair (image with the mean, i.e. 0 after the subtraction; label with the ignore label), cropped at
+  the same offset (random, or centred when `random_crop` is off), and mirrored together with
+  probability 1/2 when mirroring is on.
 
 A background thread prepares batches ahead so the consumer (Caffe's forward) does not wait on disk;
 an error in that thread is raised by the next :meth:`SegmentationBatchLoader.next_batch`.
 """
+import numbers
 import queue
 import threading
 from pathlib import Path
@@ -65,21 +68,41 @@ def read_label_map(path):
         raise ValueError(f"{path}: cannot read label map ({error})") from error
 
 
-def crop_sample(image, label, crop_size, ignore_label, rng, mirror):
-    """Pad (image with 0 = the mean after subtraction, label with `ignore_label`), random-crop, mirror.
+def crop_shape(crop_size):
+    """(height, width) of a crop given as one positive int (a square) or a (height, width) pair of them.
 
-    image: H×W×3 float32 (mean already subtracted); label: H×W. Returns (3×s×s float32, 1×s×s float32).
+    Anything else (a bool, a float, a pair of the wrong length, a value below 1) is a ValueError
+    naming the expected and the actual value.
     """
+    sides = list(crop_size) if isinstance(crop_size, (tuple, list)) else [crop_size, crop_size]
+    if len(sides) != 2 or not all(isinstance(side, numbers.Integral) and not isinstance(side, bool)
+                                  and side >= 1 for side in sides):
+        raise ValueError(f"crop_size must be a positive int or a (height, width) pair of positive ints, "
+                         f"got {crop_size!r}")
+    return int(sides[0]), int(sides[1])
+
+
+def crop_sample(image, label, crop_size, ignore_label, rng, mirror, random_crop=True):
+    """Pad (image with 0 = the mean after subtraction, label with `ignore_label`), crop, mirror.
+
+    image: H×W×3 float32 (mean already subtracted); label: H×W; crop_size: an int or (height, width).
+    The crop offset is uniform over the padded image (`random_crop`) or centred (rounded down).
+    Returns (3×h×w float32, 1×h×w float32).
+    """
+    crop_height, crop_width = crop_shape(crop_size)
     height, width = label.shape
-    padded_height, padded_width = max(height, crop_size), max(width, crop_size)
+    padded_height, padded_width = max(height, crop_height), max(width, crop_width)
     padded_image = np.zeros((padded_height, padded_width, 3), dtype=np.float32)
     padded_image[:height, :width] = image
     padded_label = np.full((padded_height, padded_width), ignore_label, dtype=np.float32)
     padded_label[:height, :width] = label
-    top = int(rng.integers(0, padded_height - crop_size + 1))
-    left = int(rng.integers(0, padded_width - crop_size + 1))
-    image_crop = padded_image[top:top + crop_size, left:left + crop_size]
-    label_crop = padded_label[top:top + crop_size, left:left + crop_size]
+    if random_crop:
+        top = int(rng.integers(0, padded_height - crop_height + 1))
+        left = int(rng.integers(0, padded_width - crop_width + 1))
+    else:
+        top, left = (padded_height - crop_height) // 2, (padded_width - crop_width) // 2
+    image_crop = padded_image[top:top + crop_height, left:left + crop_width]
+    label_crop = padded_label[top:top + crop_height, left:left + crop_width]
     if mirror and rng.integers(0, 2):
         image_crop = image_crop[:, ::-1]
         label_crop = label_crop[:, ::-1]
@@ -88,19 +111,26 @@ def crop_sample(image, label, crop_size, ignore_label, rng, mirror):
 
 
 class SegmentationBatchLoader:
-    """Batches (images N×3×s×s float32, labels N×1×s×s float32) from a DeepLab list file."""
+    """Batches (images N×3×h×w float32, labels N×1×h×w float32) from a DeepLab list file.
+
+    crop_size: an int (square) or a (height, width) pair; scale: factor applied to the
+    mean-subtracted image; random_crop: random crop offsets (training) or centred crops.
+    """
 
     def __init__(self, root_folder, source, batch_size, crop_size, mean, mirror=True,
-                 ignore_label=IGNORE_LABEL, shuffle=True, seed=None, prefetch=3):
-        if batch_size < 1 or crop_size < 1:
-            raise ValueError(f"batch_size and crop_size must be positive, got {batch_size} and {crop_size}")
+                 ignore_label=IGNORE_LABEL, shuffle=True, seed=None, prefetch=3, scale=1.0,
+                 random_crop=True):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.crop_height, self.crop_width = crop_shape(crop_size)
         if len(mean) != 3:
             raise ValueError(f"mean must hold 3 values (B, G, R), got {len(mean)}: {mean!r}")
         self.entries = read_list_file(root_folder, source)
         self.batch_size = batch_size
-        self.crop_size = crop_size
         self.mean = np.asarray(mean, dtype=np.float32)
+        self.scale = np.float32(scale)
         self.mirror = mirror
+        self.random_crop = random_crop
         self.ignore_label = ignore_label
         self.shuffle = shuffle
         self._rng = np.random.default_rng(seed)
@@ -127,16 +157,17 @@ class SegmentationBatchLoader:
         return entry
 
     def load_sample(self, image_path, label_path):
-        image = read_bgr_image(image_path) - self.mean
+        image = (read_bgr_image(image_path) - self.mean) * self.scale
         label = read_label_map(label_path)
         if image.shape[:2] != label.shape:
             raise ValueError(f"{label_path}: label map is {label.shape[0]}×{label.shape[1]} but image "
                              f"{image_path} is {image.shape[0]}×{image.shape[1]}")
-        return crop_sample(image, label, self.crop_size, self.ignore_label, self._rng, self.mirror)
+        return crop_sample(image, label, (self.crop_height, self.crop_width), self.ignore_label, self._rng,
+                           self.mirror, self.random_crop)
 
     def make_batch(self):
-        images = np.empty((self.batch_size, 3, self.crop_size, self.crop_size), dtype=np.float32)
-        labels = np.empty((self.batch_size, 1, self.crop_size, self.crop_size), dtype=np.float32)
+        images = np.empty((self.batch_size, 3, self.crop_height, self.crop_width), dtype=np.float32)
+        labels = np.empty((self.batch_size, 1, self.crop_height, self.crop_width), dtype=np.float32)
         for position in range(self.batch_size):
             images[position], labels[position] = self.load_sample(*self._next_entry())
         return images, labels

@@ -4,16 +4,20 @@ from dsrg.params import REQUIRED
 from dsrg.segdata import SegmentationBatchLoader
 from dsrg.voc import IGNORE_LABEL
 
+PHASES = ("Train", "Test")
+
 
 class ImageSegDataLayer(_CheckedLayer):
-    """Images and label maps for fully supervised training: no bottoms -> [images N×3×s×s
-    (mean-subtracted BGR), labels N×1×s×s (class indices, ignore_label where unlabelled)].
+    """Images and label maps for fully supervised training: no bottoms -> [images N×3×h×w
+    (mean-subtracted BGR), labels N×1×h×w (class indices, ignore_label where unlabelled)].
 
     param_str: 'batch_size', 'root_folder', 'source' (list file of "image_path label_path" lines
-    relative to root_folder), 'mean' (3 values, BGR), 'mirror', 'crop_size', optional
-    'ignore_label' (255), 'shuffle' (True), 'seed' (None). Random crop padded with the mean (image)
-    and ignore_label (label), random mirror, batches prepared by a background thread
-    (dsrg.segdata).
+    relative to root_folder), 'mean' (3 values, BGR), 'mirror', 'crop_size' (an int for a square
+    crop, or (height, width) as the release writes it: ``(321, 321)``), optional 'ignore_label'
+    (255), 'scale' (1.0, multiplies the mean-subtracted image), 'phase' ('Train': random crop
+    offsets; 'Test': centred crops), 'shuffle' (True), 'seed' (None). Crops are padded with the mean
+    (image) and ignore_label (label), mirrored at random when 'mirror' is on, and prepared by a
+    background thread (dsrg.segdata).
     """
 
     top_names = ("images", "labels")
@@ -23,23 +27,30 @@ class ImageSegDataLayer(_CheckedLayer):
         "source": (str, REQUIRED),
         "mean": ((tuple, list), REQUIRED),
         "mirror": (bool, False),
-        "crop_size": (int, REQUIRED),
+        "crop_size": ((int, tuple, list), REQUIRED),
         "ignore_label": (int, IGNORE_LABEL),
+        "scale": (float, 1.0),
+        "phase": (str, "Train"),
         "shuffle": (bool, True),
         "seed": ((int, type(None)), None),
     }
 
     def configure(self, bottom, top):
         params = self.params
+        if params["phase"] not in PHASES:
+            raise ValueError(f"{self.layer_name}: param_str key 'phase' must be one of {PHASES}, "
+                             f"got {params['phase']!r}")
         try:
             self.loader = SegmentationBatchLoader(
                 params["root_folder"], params["source"], params["batch_size"], params["crop_size"],
                 params["mean"], mirror=params["mirror"], ignore_label=params["ignore_label"],
-                shuffle=params["shuffle"], seed=params["seed"])
+                shuffle=params["shuffle"], seed=params["seed"], scale=params["scale"],
+                random_crop=params["phase"] == "Train")
         except ValueError as error:
             raise ValueError(f"{self.layer_name}: {error}") from error
-        top[0].reshape(params["batch_size"], 3, params["crop_size"], params["crop_size"])
-        top[1].reshape(params["batch_size"], 1, params["crop_size"], params["crop_size"])
+        shape = (self.loader.crop_height, self.loader.crop_width)
+        top[0].reshape(params["batch_size"], 3, *shape)
+        top[1].reshape(params["batch_size"], 1, *shape)
 
     def reshape(self, bottom, top):
         pass

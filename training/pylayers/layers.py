@@ -154,13 +154,14 @@ class DSRGLayer(_CheckedLayer):
 
     The probabilities are refined by the same dense CRF as CRFLayer (computed once when both are in
     the net), then every image's ORIGINAL cues are grown by dsrg.growing.grow_cues with background
-    threshold th1 and foreground threshold th2. param_str: "{'th1': 0.99, 'th2': 0.85}".
+    threshold th1 and foreground threshold th2. param_str: "{'th1': 0.99, 'th2': 0.85}"; 'iters'
+    (an int, default -1) is accepted and ignored, as in the release, whose layer stores it unused.
     No gradient flows to any bottom.
     """
 
     bottom_names = ("labels", "probs", "cues", "images")
     top_names = ("grown_cues",)
-    param_schema = {"th1": (float, 0.99), "th2": (float, 0.85)}
+    param_schema = {"th1": (float, 0.99), "th2": (float, 0.85), "iters": (int, -1)}
 
     def reshape(self, bottom, top):
         shape = self.require_4d(bottom, 1)
@@ -236,7 +237,9 @@ class AnnotationLayer(_CheckedLayer):
 
     param_str: 'cues' (cue file path: .pickle/.pkl(.gz) read by the restricted unpickler, or .npz),
     'mirror' (flip each image and its cues together with probability 1/2), 'num_classes' (21),
-    'cue_size' (41), 'seed' (mirroring RNG seed, None = random).
+    'cue_size' (41: the grid of the net's scores, 21 for a 161 input), 'cue_file_size' (the grid the
+    cue file is on, default cue_size; when they differ the cues are resampled by aligned-corners
+    nearest sampling, e.g. 41 → 21 takes every second cell), 'seed' (mirroring RNG seed, None = random).
     """
 
     bottom_names = ("image_ids", "images")
@@ -246,6 +249,7 @@ class AnnotationLayer(_CheckedLayer):
         "mirror": (bool, False),
         "num_classes": (int, NUM_CLASSES),
         "cue_size": (int, 41),
+        "cue_file_size": ((int, type(None)), None),
         "seed": ((int, type(None)), None),
     }
 
@@ -267,7 +271,8 @@ class AnnotationLayer(_CheckedLayer):
         indices = [image_index_from_label(value, f"{self.layer_name} bottom 0 (image_ids)")
                    for value in bottom[0].data.reshape(-1)]
         labels, cues = annotation_batch(self.cues, indices, self.params["num_classes"],
-                                        self.params["cue_size"], f"{self.layer_name} ({self.cue_path})")
+                                        self.params["cue_size"], f"{self.layer_name} ({self.cue_path})",
+                                        file_cue_size=self.params["cue_file_size"])
         images = bottom[1].data.copy()
         if self.params["mirror"]:
             flipped = self.rng.integers(0, 2, size=len(indices)).astype(bool)
