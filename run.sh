@@ -68,6 +68,9 @@ VAL_IDS=$PASCAL_DIR/$VAL_IDS_NAME
 # The input list ("<id>.jpg <cue index>") of the training ids only, with LF line endings: stage 1's
 # ImageData reads it, so a subset of train_aug (voc12-photos) trains on that subset alone.
 TRAIN_INPUT_LIST=$RUN_DIR/lists/train_input_list.txt
+: "${STAGE1_REPEAT_THRESHOLD:=}"
+STAGE1_LIST=$TRAIN_INPUT_LIST
+[[ -n $STAGE1_REPEAT_THRESHOLD ]] && STAGE1_LIST=$RUN_DIR/lists/stage1_balanced_list.txt
 CLASS_ARGS=()
 [[ -n $CLASSES_NAME ]] && CLASS_ARGS=(--classes "$PASCAL_DIR/$CLASSES_NAME")
 
@@ -97,16 +100,14 @@ step_setup() {
   bash "$REPO/tools/setup.sh"
 }
 
-# The training ids' lines of the input list, CRLF line endings dropped, written atomically.
+# The training ids' lines of the input list (tools/make_train_list.py); with STAGE1_REPEAT_THRESHOLD
+# also a class-balanced copy for stage 1's ImageData (repeat-factor sampling).
 write_train_input_list() {
-  mkdir -p "$(dirname "$TRAIN_INPUT_LIST")"
-  awk 'NR == FNR { sub(/\r$/, ""); if ($1 != "") wanted[$1] = 1; next }
-       { sub(/\r$/, ""); id = $1; sub(/\.[^.\/]*$/, "", id); if (id in wanted) { print; found[id] = 1 } }
-       END { for (id in wanted) if (!(id in found)) { print "training id " id " is not in the input list" > "/dev/stderr"; bad = 1 }
-             exit bad }' "$TRAIN_IDS" "$INPUT_LIST" >"$TRAIN_INPUT_LIST.tmp" \
-    || die "the training ids $TRAIN_IDS are not all in $INPUT_LIST"
-  mv "$TRAIN_INPUT_LIST.tmp" "$TRAIN_INPUT_LIST"
-  say "training list: $(wc -l <"$TRAIN_INPUT_LIST") images ($TRAIN_INPUT_LIST)"
+  "$PY" "$REPO/tools/make_train_list.py" --input-list "$INPUT_LIST" --ids "$TRAIN_IDS" --out "$TRAIN_INPUT_LIST"
+  if [[ -n $STAGE1_REPEAT_THRESHOLD ]]; then
+    "$PY" "$REPO/tools/make_train_list.py" --input-list "$INPUT_LIST" --ids "$TRAIN_IDS" --out "$STAGE1_LIST" \
+      --cues "$(find_cues)" --num-classes "$NUM_CLASSES" --repeat-threshold "$STAGE1_REPEAT_THRESHOLD"
+  fi
 }
 
 # INIT_WEIGHTS for an experiment that imports its initial weights (voc12-photos: the HED trunk).
@@ -147,7 +148,7 @@ render() {
   cues=$(find_cues)
   for name in $EDITS; do edits+=(--edits "$EXP_DIR/$name"); done
   "$PY" "$REPO/tools/render_experiment.py" --exp "$REPO/experiment/$TEMPLATE" "${edits[@]}" "$@" --out "$out" \
-    --set "IMAGE_DIR=$IMAGES" --set "INPUT_LIST=$TRAIN_INPUT_LIST" --set "CUES=$cues" \
+    --set "IMAGE_DIR=$IMAGES" --set "INPUT_LIST=$STAGE1_LIST" --set "CUES=$cues" \
     --set "STAGE2_ROOT=/" --set "STAGE2_LIST=$RUN_DIR/stage2_train.txt"
 }
 
@@ -200,6 +201,7 @@ step_seeds() {
   [[ -n $SEEDS_LIMIT ]] && limit=(--limit "$SEEDS_LIMIT")
   "$PY" "$REPO/tools/dump_grown_seeds.py" --net "$PROTO/stage1_train.prototxt" \
     --weights "$RUN_DIR/stage1/final.caffemodel" --out "$RUN_DIR/grown_seeds" --batch-size "$SEEDS_BATCH" \
+    --source "$TRAIN_INPUT_LIST" \
     "${limit[@]}" "${GPU_ARGS[@]}"
   "$PY" "$REPO/tools/seed_quality.py" --cues "$cues" --gt "$GT" --list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" \
     --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \

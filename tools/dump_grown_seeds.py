@@ -32,6 +32,8 @@ def parse_args(argv):
     parser.add_argument("--weights", required=True, help="trained stage-1 .caffemodel")
     parser.add_argument("--out", required=True, help="output folder of <id>.npy grown seeds")
     parser.add_argument("--batch-size", type=int, default=10, help="images per forward pass (default 10)")
+    parser.add_argument("--source", help="image list to read instead of the ImageData layer's own (e.g. the "
+                                         "plain training list when stage 1 trains on a class-balanced one)")
     parser.add_argument("--limit", type=int, help="only the first N images of the list")
     parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
@@ -41,8 +43,9 @@ def parse_args(argv):
     return args
 
 
-def seed_dump_net(net_param, batch_size):
-    """The stage-1 NetParameter reduced to what the DSRGLayer's top needs, read in list order.
+def seed_dump_net(net_param, batch_size, source=None):
+    """The stage-1 NetParameter reduced to what the DSRGLayer's top needs, read in list order
+    (from `source` instead of the ImageData layer's own list when given).
 
     Returns (net parameter, the DSRG top name, the ImageData layer parameter).
     """
@@ -61,6 +64,8 @@ def seed_dump_net(net_param, batch_size):
         raise ValueError(f"dump_grown_seeds.py: expected one ImageData layer feeding {DSRG_LAYER}, "
                          f"found {len(data_layers)}")
     data_layer = data_layers[0]
+    if source is not None:
+        data_layer.image_data_param.source = str(Path(source).resolve())
     data_layer.image_data_param.shuffle = False
     data_layer.image_data_param.batch_size = batch_size
     data_layer.transform_param.mirror = False
@@ -96,7 +101,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     net_param = caffe_pb2.NetParameter()
     text_format.Merge(Path(args.net).read_text(), net_param)
-    reduced, seeds_top, data_layer = seed_dump_net(net_param, args.batch_size)
+    reduced, seeds_top, data_layer = seed_dump_net(net_param, args.batch_size, args.source)
     image_ids = read_source_ids(data_layer)
     if args.limit is not None:
         image_ids = image_ids[:args.limit]
