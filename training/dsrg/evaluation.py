@@ -200,13 +200,20 @@ def image_id(token):
     return Path(token).stem
 
 
+def read_list_lines(path):
+    """The lines of a list file as text: UTF-8, a leading byte-order mark dropped, LF, CRLF or CR
+    line endings (the VOC lists come with either), no line-end characters left on any line."""
+    return Path(path).read_text(encoding="utf-8-sig").splitlines()
+
+
 def read_image_ids(path):
     """Image ids from a list file, one per non-empty line; the id is taken from the line's first token.
 
     Accepts plain id lists (val_id.txt), "<id>.jpg <index>" lines (input_list.txt) and
-    "/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png" lines (the Caffe ImageSegData lists).
+    "/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png" lines (the Caffe ImageSegData lists);
+    line endings and a byte-order mark as :func:`read_list_lines` reads them.
     """
-    ids = [image_id(line.split()[0]) for line in Path(path).read_text().splitlines() if line.strip()]
+    ids = [image_id(line.split()[0]) for line in read_list_lines(path) if line.strip()]
     if not ids:
         raise ValueError(f"{path}: the image list is empty")
     return ids

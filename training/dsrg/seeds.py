@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cues import dense_cues, image_cue_entry
-from dsrg.evaluation import ConfusionMatrix, image_id, nanmean, percent, resolve_class_names, safe_divide
+from dsrg.evaluation import (ConfusionMatrix, image_id, nanmean, percent, read_list_lines, resolve_class_names,
+                             safe_divide)
 from dsrg.fileio import read_label_png
 from dsrg.voc import IGNORE_LABEL
 
@@ -90,9 +91,10 @@ def find_seed_file(seed_dir, image_name):
 
 
 def read_indexed_list(path):
-    """(image id, cue index) pairs from an input_list ("<id>.jpg <index>" per line)."""
+    """(image id, cue index) pairs from an input_list ("<id>.jpg <index>" per line; line endings and a
+    byte-order mark as :func:`dsrg.evaluation.read_list_lines` reads them)."""
     pairs = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(read_list_lines(path), start=1):
         fields = line.split()
         if not fields:
             continue
