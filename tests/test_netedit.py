@@ -156,7 +156,7 @@ def test_voc12_photos_is_the_published_net_sized_for_the_cpu(tmp_path):
             if layer.name.startswith("conv"):
                 assert [p.lr_mult for p in layer.param] == [0, 0], layer.name
             if layer.name.startswith(("fc6_", "fc7_")):
-                assert layer.convolution_param.weight_filler.type == "msra"
+                assert layer.convolution_param.weight_filler.std == pytest.approx(0.01)
                 assert [p.lr_mult for p in layer.param] == [1, 2]
     dsrg = next(layer for layer in stage1.layer if layer.name == "dsrg")
     assert ast.literal_eval(dsrg.python_param.param_str) == {"th1": 0.99, "th2": 0.85}

@@ -145,7 +145,7 @@ def test_shape_errors_name_layer_expected_and_actual():
                                          r"got shape \(2, 3, 4, 6\)"):
         net_with({"probs": (2, 3, 4, 5), "cues": (2, 3, 4, 6)},
                  [python_layer("loss", "SeedLossLayer", ["probs", "cues"], ["loss"], loss_weight=3)])
-    with pytest.raises(ValueError, match=r"DSRGLayer: unknown param_str key 'th3'; allowed keys: th1, th2"):
+    with pytest.raises(ValueError, match=r"DSRGLayer: unknown param_str key 'th3'; allowed keys: iters, th1, th2"):
         net_with({"labels": (1, 1, 1, 3), "probs": (1, 3, 4, 4), "cues": (1, 3, 4, 4), "images": (1, 3, 8, 8)},
                  [python_layer("dsrg", "DSRGLayer", ["labels", "probs", "cues", "images"], ["grown"],
                                param_str="{'th3': 0.5}")])

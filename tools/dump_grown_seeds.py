@@ -22,6 +22,7 @@ import numpy as np
 
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_text
+from dsrg.progress import progress
 
 DSRG_LAYER = "DSRGLayer"
 
@@ -36,7 +37,7 @@ def parse_args(argv):
                                          "plain training list when stage 1 trains on a class-balanced one)")
     parser.add_argument("--limit", type=int, help="only the first N images of the list")
     parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be positive, got {args.batch_size}")
@@ -119,10 +120,9 @@ def main(argv=None):
         caffe.set_mode_cpu()
     net = caffe.Net(str(reduced_path), str(args.weights), caffe.TEST)
 
-    from tqdm import tqdm
     batches = math.ceil(len(image_ids) / args.batch_size)
     position = 0
-    for _ in tqdm(range(batches), desc="grown seeds", unit="batch", disable=args.no_progress, dynamic_ncols=True):
+    for _ in progress(range(batches), desc="grown seeds", unit="batch", disable=args.no_progress):
         net.forward()
         grown = np.asarray(net.blobs[seeds_top].data)
         for row in range(min(args.batch_size, len(image_ids) - position)):

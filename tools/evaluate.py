@@ -14,10 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
 
 from dsrg.evaluation import MIOU_MODES, ConfusionMatrix, format_table, read_class_names, read_image_ids
 from dsrg.fileio import atomic_write_json, read_label_png
+from dsrg.progress import progress as show_progress
 from dsrg.voc import CLASS_NAMES, NUM_CLASSES
 
 
@@ -43,7 +43,7 @@ def evaluate(pred_dir, gt_dir, ids, num_classes, progress=True):
     """Accumulate a ConfusionMatrix over `ids`; a missing file or a size mismatch is a ValueError/FileNotFoundError."""
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     matrix = ConfusionMatrix(num_classes)
-    for image_id in tqdm(ids, desc="evaluate", unit="img", disable=not progress):
+    for image_id in show_progress(ids, desc="evaluate", unit="img", disable=not progress):
         pred_path, gt_path = pred_dir / f"{image_id}.png", gt_dir / f"{image_id}.png"
         for kind, path in (("prediction", pred_path), ("ground truth", gt_path)):
             if not path.is_file():

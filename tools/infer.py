@@ -33,6 +33,7 @@ from PIL import Image
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_json
 from dsrg.inference import FUSE_MODES, SCALE_MODES, predict
+from dsrg.progress import progress
 from dsrg.voc import MEAN_BGR
 
 DEFAULT_SCALES = {"warp": "241,321,401", "relative": "0.75,1,1.25"}
@@ -77,7 +78,7 @@ def parse_args(argv):
                         help="BGR mean subtracted from the input (default the VGG16 mean)")
     parser.add_argument("--limit", type=int, help="only the first N images of the list")
     parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     args = parser.parse_args(argv)
     if args.scales is None:
         args.scales = parse_scales(DEFAULT_SCALES[args.scale_mode])
@@ -197,8 +198,7 @@ def main(argv=None):
         if args.crf:
             import krahenbuhl2013
             crf = functools.partial(krahenbuhl2013.CRF, scale_factor=args.crf_scale)
-        from tqdm import tqdm
-        for name in tqdm(todo, desc="infer", unit="img", disable=args.no_progress, dynamic_ncols=True):
+        for name in progress(todo, desc="infer", unit="img", disable=args.no_progress):
             if allowed is not None and name not in allowed:
                 raise KeyError(f"infer.py: image {name} is not in {args.input_list}, so its labels are unknown")
             image = read_rgb(Path(args.images) / f"{name}{args.image_ext}")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_save_label_png, atomic_write_bytes, atomic_write_json, atomic_write_text
+from dsrg.progress import progress as show_progress
 from dsrg.seeds import SeedQuality, format_seed_table, labels_to_seed_masks, sample_labels_on_grid
 from dsrg.synthetic import CLASS_NAMES, generate_split
 
@@ -66,7 +66,7 @@ def main(argv=None):
         raise SystemExit(f"make_demo_data.py: error: {out} holds a data set made with "
                          f"{ {key: existing.get(key) for key in settings} }, not {settings}; use another --out")
 
-    progress = None if args.quiet else tqdm
+    progress = None if args.quiet else show_progress
     num_classes = len(CLASS_NAMES)
     cue_mapping, quality = {}, SeedQuality(num_classes)
     ids = {"train": [], "val": []}

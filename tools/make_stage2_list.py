@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_image, atomic_save_label_png, atomic_write_text, read_label_png
+from dsrg.progress import progress
 from dsrg.resize import aligned_corner_indices
 
 
@@ -72,7 +72,7 @@ def main(argv=None):
     if args.warp is not None:
         warp_dir = Path(args.warp_dir).resolve()
         pairs = [warp_pair(image, label, args.warp, warp_dir)
-                 for image, label in tqdm(pairs, desc="warp", unit="img", disable=not sys.stderr.isatty())]
+                 for image, label in progress(pairs, desc="warp", unit="img")]
     for image, label in pairs:
         lines.append(f"{os.path.relpath(image, root)} {os.path.relpath(label, root)}")
     if any(" " in line.split(" ", 1)[1] or len(line.split()) != 2 for line in lines):

@@ -13,11 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
 
 from dsrg.cues import load_cues
 from dsrg.evaluation import read_class_names, read_image_ids
 from dsrg.fileio import atomic_write_json, atomic_write_text, read_label_png
+from dsrg.progress import progress as show_progress
 from dsrg.seeds import (SeedQuality, cue_seed_masks, find_seed_file, format_seed_markdown, format_seed_table,
                         load_seed_map, read_indexed_list, sample_labels_on_grid)
 from dsrg.voc import CLASS_NAMES, NUM_CLASSES
@@ -51,7 +51,7 @@ def measure_cues(cue_path, gt_dir, pairs, num_classes, cue_size, progress=True):
     """SeedQuality of a cue file over (id, index) pairs."""
     mapping = load_cues(cue_path)
     quality = SeedQuality(num_classes)
-    for image_name, index in tqdm(pairs, desc="cue quality", unit="img", disable=not progress):
+    for image_name, index in show_progress(pairs, desc="cue quality", unit="img", disable=not progress):
         gt_path = Path(gt_dir) / f"{image_name}.png"
         seeds = cue_seed_masks(mapping, index, num_classes, cue_size, source=cue_path)
         gt_grid = sample_labels_on_grid(_read_gt(gt_path), cue_size, cue_size)
@@ -62,7 +62,7 @@ def measure_cues(cue_path, gt_dir, pairs, num_classes, cue_size, progress=True):
 def measure_seed_dir(seed_dir, gt_dir, ids, num_classes, progress=True):
     """SeedQuality of a folder of grown-seed maps over `ids`."""
     quality = SeedQuality(num_classes)
-    for image_name in tqdm(ids, desc="grown-seed quality", unit="img", disable=not progress):
+    for image_name in show_progress(ids, desc="grown-seed quality", unit="img", disable=not progress):
         seed_path = find_seed_file(seed_dir, image_name)
         seeds = load_seed_map(seed_path, num_classes)
         gt_path = Path(gt_dir) / f"{image_name}.png"

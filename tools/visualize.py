@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from dsrg.cues import load_cues
 from dsrg.evaluation import read_class_names, read_image_ids, resolve_class_names
 from dsrg.fileio import atomic_save_image, read_label_png
+from dsrg.progress import progress
 from dsrg.seeds import cue_seed_masks, find_seed_file, load_seed_map, read_indexed_list
 from dsrg.visual import (BACKGROUND_GREY, colorize, draw_cues, draw_grown_seeds, legend, make_row, seeds_to_label_map,
                          stack)
@@ -111,7 +111,7 @@ def main(argv=None):
     cue_indices = dict(read_indexed_list(args.list)) if args.cues else {}
 
     rows, written = [], 0
-    for image_name in tqdm(ids, desc="visualize", unit="img"):
+    for image_name in progress(ids, desc="visualize", unit="img"):
         target = Path(args.out) / f"{image_name}.png" if args.out else None
         if not args.grid and target is not None and target.is_file() and not args.force:
             continue
