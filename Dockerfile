@@ -13,9 +13,13 @@ FROM debian:12
 
 ARG CUDA_VERSION_DASHED=13-0
 ENV DEBIAN_FRONTEND=noninteractive
+# Only what a fresh Debian 12 needs before the README's two commands (git, python3), plus
+# ca-certificates for the HTTPS download of NVIDIA's keyring (tools/setup.sh installs it anyway):
+# everything else comes from tools/setup.sh and tools/apt-packages.txt, as on a workstation
+# (tools/check_fresh_machine.sh proves the same on a debootstrap root without Docker).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates wget gnupg git python3 python3-venv python3-pip \
- && wget -q -O /tmp/cuda-keyring.deb \
+ && apt-get install -y --no-install-recommends git python3 ca-certificates \
+ && python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], "/tmp/cuda-keyring.deb")' \
       https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/cuda-keyring_1.1-1_all.deb \
  && dpkg -i /tmp/cuda-keyring.deb && rm /tmp/cuda-keyring.deb \
  && apt-get update \
@@ -25,7 +29,8 @@ ENV PATH=/usr/local/cuda/bin:${PATH}
 
 WORKDIR /opt/dsrg
 COPY . .
-# The same set-up script as on a workstation: apt packages, .venv, Caffe (CUDA build), CRF/, training/.
+# The same set-up script as on a workstation: apt packages (tools/apt-packages.txt, python3-venv and
+# python3-dev among them), .venv, Caffe (CUDA build), CRF/, training/.
 # CAFFE_GPU stays set so that run.sh's own set-up step finds this CUDA build in the cache.
 ENV CAFFE_GPU=1
 RUN bash tools/setup.sh

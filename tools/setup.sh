@@ -2,6 +2,9 @@
 # One-time (and idempotent) set-up: apt packages, .venv with the pinned Python dependencies, Caffe
 # (cached outside the clone, see caffe/build.sh), the CRF extension and the training packages.
 # Every step is skipped when its inputs have not changed since it last succeeded.
+# Needs Debian 12 with python3 and git, and root or sudo for the packages in tools/apt-packages.txt
+# (tools/check_fresh_machine.sh proves it on a fresh debootstrap root).
+#   PYTHON_FOR_VENV   the interpreter .venv is made with (default python3)
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=$REPO/.venv
@@ -16,9 +19,60 @@ inputs_hash() {
     ! -path '*__pycache__*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 }
 
+# What the three interpreter packages in tools/apt-packages.txt give $PYTHON_FOR_VENV. Debian's python3
+# lacks ensurepip (python3-venv: `python3 -m venv` fails without it) and the C headers (python3-dev:
+# pycaffe and the CRF/ Cython extension compile against them); a pyenv or self-built interpreter has
+# both, so without root or sudo set-up goes on without these packages when the interpreter needs none.
+python_lacks() {
+  case $1 in
+    python3) ! command -v "$PYTHON_FOR_VENV" >/dev/null 2>&1 ;;
+    python3-venv) ! "$PYTHON_FOR_VENV" -c 'import ensurepip, venv' >/dev/null 2>&1 ;;
+    python3-dev) ! "$PYTHON_FOR_VENV" -c 'import os, sys, sysconfig
+sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' >/dev/null 2>&1 ;;
+    *) return 1 ;;
+  esac
+}
+
+# Why the interpreter needs package $1 and the package that provides it for this very interpreter.
+python_need() {
+  local package=$1 path owner
+  if ! path=$(command -v "$PYTHON_FOR_VENV" 2>/dev/null); then
+    echo "there is no interpreter $PYTHON_FOR_VENV: install python3 (or point PYTHON_FOR_VENV at one)"
+    return
+  fi
+  path=$(realpath "$path")
+  local what=ensurepip
+  [[ $package == python3-dev ]] && what="its C headers (Python.h)"
+  if owner=$(dpkg-query -S "$path" 2>/dev/null); then
+    owner=${owner%%:*}
+    echo "$path lacks $what: install $package (for this interpreter: ${owner%-minimal}${package#python3})"
+  else
+    echo "$path lacks $what and is not from a Debian package: point PYTHON_FOR_VENV at an" \
+      "interpreter that has it, or at Debian's python3 with $package installed"
+  fi
+}
+
+# Stop unless $PYTHON_FOR_VENV runs, has ensurepip and has its headers, naming the missing package.
+require_python() {
+  python_lacks python3 && die "$(python_need python3)"
+  local package problems=()
+  for package in python3-venv python3-dev; do
+    python_lacks "$package" && problems+=("$(python_need "$package")")
+  done
+  ((${#problems[@]} == 0)) && return
+  die "$(joined "${problems[@]}")"
+}
+
+# The arguments joined by "; ".
+joined() {
+  local out=$1 item; shift
+  for item; do out+="; $item"; done
+  printf '%s\n' "$out"
+}
+
 install_apt_packages() {
   local wanted missing=()
-  mapfile -t wanted < <(grep -v '^\s*#' "$REPO/tools/apt-packages.txt" | sed '/^\s*$/d')
+  mapfile -t wanted < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$REPO/tools/apt-packages.txt")
   local package
   for package in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
@@ -26,7 +80,24 @@ install_apt_packages() {
   ((${#missing[@]} == 0)) && return
   local sudo=()
   if ((EUID != 0)); then
-    command -v sudo >/dev/null || die "apt packages missing (${missing[*]}) and not root without sudo"
+    if ! command -v sudo >/dev/null; then
+      local needed=() reasons=()
+      for package in "${missing[@]}"; do
+        case $package in
+          python3 | python3-venv | python3-dev)
+            python_lacks "$package" || continue
+            # With no interpreter at all, that one reason says it all.
+            python_lacks python3 && [[ $package != python3 ]] || reasons+=("$(python_need "$package")") ;;
+        esac
+        needed+=("$package")
+      done
+      if ((${#needed[@]} == 0)); then
+        say "not root and no sudo: not installing ${missing[*]} ($PYTHON_FOR_VENV has what they provide)"
+        return
+      fi
+      die "Debian packages missing and neither root nor sudo to install them: ${needed[*]}." \
+        "As root: apt-get install ${needed[*]}${reasons:+ ($(joined "${reasons[@]}"))}"
+    fi
     sudo=(sudo)
   fi
   say "apt-get install ${missing[*]}"
@@ -36,6 +107,21 @@ install_apt_packages() {
       --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     die "apt-get install failed (full log: $log)"
+  fi
+}
+
+# A virtualenv without pip is what an earlier `python3 -m venv` leaves behind when ensurepip is
+# missing: remove it so that it is made again.
+create_venv() {
+  if [[ -x $VENV/bin/python ]] && ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    say "removing $VENV: it has no pip (an earlier creation failed)"
+    rm -rf "$VENV"
+  fi
+  [[ -x $VENV/bin/python ]] && return
+  say "creating $VENV with $("$PYTHON_FOR_VENV" --version)"
+  if ! "$PYTHON_FOR_VENV" -m venv "$VENV"; then
+    rm -rf "$VENV"
+    die "could not create $VENV with $PYTHON_FOR_VENV"
   fi
 }
 
@@ -58,10 +144,8 @@ pip_step() {
 
 main() {
   install_apt_packages
-  if [[ ! -x $VENV/bin/python ]]; then
-    say "creating $VENV with $($PYTHON_FOR_VENV --version)"
-    "$PYTHON_FOR_VENV" -m venv "$VENV" || die "could not create $VENV"
-  fi
+  require_python
+  create_venv
   pip_step python-dependencies "$(inputs_hash python-dependencies.txt)" \
     install --disable-pip-version-check -r "$REPO/python-dependencies.txt"
   bash "$REPO/caffe/build.sh" "$VENV"
