@@ -355,3 +355,80 @@ def test_train_resumes_from_its_latest_snapshot_bit_identically(tmp_path):
     mtime = (interrupted / train.FINAL_WEIGHTS).stat().st_mtime_ns
     assert train.main(common + ["--out", str(interrupted), "--iters", "6"]) == 0
     assert (interrupted / train.FINAL_WEIGHTS).stat().st_mtime_ns == mtime
+
+
+STUCK_LOSS_MODULE = NAN_LOSS_MODULE + """
+
+class SquaredErrorTurningFloor(SquaredErrorTurningNaN):
+    \"\"\"Mean squared error that reports the floor loss -log(1e-4), with the small wobble a diverged seed
+    loss shows, from forward call `nan_at` on.\"\"\"
+
+    def forward(self, bottom, top):
+        super().forward(bottom, top)
+        if self.calls > self.nan_at:
+            top[0].data[0] = -np.log(1e-4) + 0.002 * (self.calls % 3)
+"""
+
+
+def test_train_stops_on_a_loss_stuck_at_the_floor_keeping_earlier_snapshots(tmp_path, monkeypatch):
+    train = load_tool("train")
+    (tmp_path / "stuck_loss_module.py").write_text(STUCK_LOSS_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    solver = write_tiny_experiment(tmp_path / "exp", base_lr=0.05, momentum=0.9)
+    net_path = tmp_path / "exp" / "net.prototxt"
+    net_path.write_text(net_path.read_text().replace(
+        'layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }',
+        'layer { name: "seed_loss" type: "Python" bottom: "p" bottom: "y" top: "loss-Seed" loss_weight: 1\n'
+        '  python_param { module: "stuck_loss_module" layer: "SquaredErrorTurningFloor" param_str: "6" } }'))
+    out = tmp_path / "out"
+    pattern = (r"training stuck at iteration 10 .*loss output 'loss-Seed' stayed within 0\.05 of "
+               r"-log\(0\.0001\) = 9\.2103 for 5 iterations \(6\.\.10; .*lr_mult.*snapshots from iteration 6 on "
+               r"are removed")
+    with pytest.raises(train.TrainingDiverged, match=pattern):
+        train.main(["--solver", str(solver), "--out", str(out), "--iters", "30", "--snapshot-every", "2",
+                    "--log-every", "1", "--no-progress", "--stuck-iters", "5"])
+    # 2 went when 6 was taken (keep 2); while the loss sat at the floor, 4 was protected from rotation;
+    # 6, 8 and 10 hold weights that already gave the floor loss.
+    assert sorted(train.snapshot_files(out / "snapshots" / "solver")) == [4]
+    header, rows = train.read_log(out / train.LOG_NAME, 10 ** 9)
+    assert [row[0] for row in rows] == list(range(1, 11))
+    assert not (out / train.DONE_NAME).exists()
+
+
+def test_train_stops_on_a_bit_identical_loss_with_exit_status_3(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    solver = write_tiny_experiment(tmp_path / "exp", base_lr=0.0, momentum=0.0)
+    command = [sys.executable, str(REPO / "tools" / "train.py"), "--solver", str(solver), "--out",
+               str(tmp_path / "out"), "--iters", "40", "--log-every", "5", "--no-progress", "--stuck-iters", "8"]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "training"))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 3, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: training stuck at iteration 7 ")
+    assert "loss output 'loss' stayed bit-identical at" in last and "for 8 iterations (0..7)" in last
+    assert "Lower base_lr or the lr_mult" in last
+    off = subprocess.run(command[:-1] + ["0"], capture_output=True, text=True, timeout=300, env=env)
+    assert off.returncode == 0, off.stderr[-2000:]
+
+
+def test_stuck_loss_guard_rules():
+    train = load_tool("train")
+    floor = train.FLOOR_LOSS
+    assert floor == pytest.approx(9.2103, abs=1e-4)
+    guard = train.StuckLossGuard(window=3, tolerance=0.05)
+    # Not a loss output: ignored however constant; the balanced seed loss sits at twice the floor.
+    for iteration, wobble in enumerate((0.0, 0.01, -0.02)):
+        outputs = {"accuracy": 1.0, "loss-Seed": 2 * floor + wobble, "loss-Constrain": 0.1 * iteration}
+        result = guard.observe(iteration, outputs)
+    message, first = result
+    assert first == 0 and "'loss-Seed'" in message and "2·-log(0.0001) = 18.4207" in message
+    # A run broken by one value away from the floor starts again.
+    guard = train.StuckLossGuard(window=3, tolerance=0.05)
+    values = [floor, floor + 0.01, 3.0, floor, floor - 0.01]
+    assert all(guard.observe(i, {"loss": v}) is None for i, v in enumerate(values))
+    assert guard.suspect_since() == 3
+    assert guard.observe(5, {"loss": floor})[1] == 3
+    assert train.StuckLossGuard(window=0, tolerance=0.05).observe(0, {"loss": floor}) is None

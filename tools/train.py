@@ -1,12 +1,32 @@
 #!/usr/bin/env python
-"""Train a Caffe network through its solver: logging, loss curve, NaN guard, snapshots, resume.
+"""Train a Caffe network through its solver: logging, loss curve, divergence guards, snapshots, resume.
 
 The solver prototxt is read, its net path resolved relative to the solver file, its snapshot
 prefix pointed into OUT/snapshots/, and the result written to OUT/solver.prototxt, which is what
-Caffe then runs. Every iteration is one `solver.step(1)`; every output of the net is checked to be
-finite (a NaN or infinite loss stops the run with an error naming the iteration and output, and
-no snapshot taken after it is kept). Every --log-every iterations the outputs, averaged over the
-window, are appended to OUT/train_log.tsv and OUT/loss_curve.png is redrawn.
+Caffe then runs. Every iteration is one `solver.step(1)`. Every --log-every iterations the outputs,
+averaged over the window, are appended to OUT/train_log.tsv and OUT/loss_curve.png is redrawn.
+
+Guards (each stops the run with a message naming the iteration(s), the output and its value; the
+snapshots whose weights already gave the bad value are removed, earlier ones kept, so a rerun, e.g.
+with a lower base_lr, resumes from the last good one):
+
+- non-finite: any output of the net NaN or infinite;
+- stuck (--stuck-iters N, default 20, 0 = off): a loss output (an output whose name contains
+  "loss", any case) that for N consecutive iterations either stays within --stuck-tolerance
+  (default 0.05) of -log(p_min) or 2·(-log(p_min)), p_min = dsrg.softmax.MIN_PROB = 1e-4 (9.2103:
+  the cross-entropy of a class given only the probability floor, once for a seed loss and twice for
+  the balanced seed loss, whose background and foreground terms both reach it), or stays
+  bit-identical. Either means the updates no longer move the net: typically a learning rate too
+  high for the new layers (seen: base_lr 1e-3 with lr_mult 10 on fc6/fc7 gave a seed loss of 9.21
+  within 20 iterations). While a loss output is on such a run, snapshot rotation
+  (--keep-snapshots) keeps the snapshots taken before the run began.
+
+A layer that raises during set-up or an iteration (Caffe's ImageData over an image that does not
+decode, the stage-2 data layer over a bad image or label map: the message names the file) stops the
+run with that message; the progress since the last snapshot is saved in a snapshot first.
+
+Exit status: 0 done (or already done), 3 diverged (non-finite or stuck), 4 a layer raised (above),
+1 anything else (with a traceback).
 
 A rerun with the same OUT resumes from the latest snapshot in OUT/snapshots/ (or from --snapshot);
 a finished run (OUT/train_done.json for the same number of iterations) is skipped. The trained
@@ -18,6 +38,7 @@ Example:
 """
 import argparse
 import io
+import math
 import os
 import re
 import sys
@@ -27,15 +48,85 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from dsrg.progress import progress as show_progress
+from dsrg.softmax import MIN_PROB
 
 LOG_NAME = "train_log.tsv"
 CURVE_NAME = "loss_curve.png"
 DONE_NAME = "train_done.json"
 FINAL_WEIGHTS = "final.caffemodel"
+# The loss of a class given only the probability floor: a seed loss stuck at it has diverged.
+FLOOR_LOSS = -math.log(MIN_PROB)
+FLOOR_LOSS_MULTIPLES = (1, 2)
+EXIT_DIVERGED = 3
+EXIT_LAYER_ERROR = 4
 
 
 class TrainingDiverged(RuntimeError):
-    """A net output became NaN or infinite."""
+    """A net output became NaN or infinite, or a loss output got stuck (see the module doc)."""
+
+
+class LayerError(RuntimeError):
+    """A layer raised during the net's set-up or an iteration, e.g. over an image that does not decode."""
+
+
+class StuckLossGuard:
+    """Finds loss outputs stuck at the floor loss or bit-identical for `window` consecutive iterations.
+
+    Per loss output it keeps two runs: iterations in a row within `tolerance` of k·FLOOR_LOSS
+    (k in FLOOR_LOSS_MULTIPLES), and iterations in a row with exactly the same value.
+    """
+
+    def __init__(self, window, tolerance):
+        self.window, self.tolerance = window, tolerance
+        self.floor_runs = {}   # name: (first iteration, length)
+        self.equal_runs = {}   # name: (first iteration, length, value)
+
+    @staticmethod
+    def is_loss(name):
+        return "loss" in name.lower()
+
+    def at_floor(self, value):
+        """The multiple k of FLOOR_LOSS that `value` is within the tolerance of, else None."""
+        for multiple in FLOOR_LOSS_MULTIPLES:
+            if abs(value - multiple * FLOOR_LOSS) <= self.tolerance:
+                return multiple
+        return None
+
+    def observe(self, iteration, values):
+        """Record the outputs of `iteration`; returns (message, first iteration of its run) for a loss
+        output stuck for `window` iterations, else None."""
+        if self.window <= 0:
+            return None
+        for name, value in values.items():
+            if not self.is_loss(name):
+                continue
+            first, length = self.floor_runs.get(name, (iteration, 0))
+            self.floor_runs[name] = (first, length + 1) if self.at_floor(value) else (iteration + 1, 0)
+            first, length, previous = self.equal_runs.get(name, (iteration, 0, None))
+            self.equal_runs[name] = (first, length + 1, value) if value == previous else (iteration, 1, value)
+        for name in sorted(self.floor_runs):
+            first, length = self.floor_runs[name]
+            if length >= self.window:
+                multiple = self.at_floor(values[name])
+                times = "" if multiple == 1 else f"{multiple}·"
+                return (f"loss output '{name}' stayed within {self.tolerance:g} of {times}-log({MIN_PROB:g}) = "
+                        f"{multiple * FLOOR_LOSS:.4f} for {length} iterations ({first}..{iteration}; last value "
+                        f"{values[name]:.6g}), the loss of classes given only the probability floor {MIN_PROB:g} "
+                        f"(dsrg.softmax.MIN_PROB): the net has diverged", first)
+        for name in sorted(self.equal_runs):
+            first, length, value = self.equal_runs[name]
+            if length >= self.window:
+                return (f"loss output '{name}' stayed bit-identical at {value!r} for {length} iterations "
+                        f"({first}..{iteration}): the updates no longer change it (a diverged or saturated net, "
+                        f"or a zero learning rate)", first)
+        return None
+
+    def suspect_since(self):
+        """The first iteration of the earliest run still going on (None when there is none)."""
+        starts = [first for first, length in self.floor_runs.values() if length >= 1]
+        starts += [first for first, length, _ in self.equal_runs.values() if length >= 2]
+        return min(starts) if starts else None
 
 
 def parse_args(argv):
@@ -52,8 +143,19 @@ def parse_args(argv):
     parser.add_argument("--log-every", type=int, default=20, help="logging period in iterations (default 20)")
     parser.add_argument("--name", help="snapshot file prefix (default: the solver file name without .prototxt)")
     parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (on a terminal) or progress lines (otherwise)")
+    parser.add_argument("--stuck-iters", type=int, default=20,
+                        help="stop when a loss output stays at the floor loss or bit-identical for this many "
+                             "consecutive iterations (default 20; 0 = off; see above)")
+    parser.add_argument("--stuck-tolerance", type=float, default=0.05,
+                        help=f"distance from -log({MIN_PROB:g}) = {FLOOR_LOSS:.4f} (or twice it) that counts as "
+                             "at the floor (default 0.05)")
     args = parser.parse_args(argv)
+    if args.stuck_iters < 0:
+        parser.error(f"--stuck-iters must be non-negative (0 = off), got {args.stuck_iters}")
+    if not args.stuck_tolerance >= 0:
+        parser.error(f"--stuck-tolerance must be non-negative, got {args.stuck_tolerance}")
     if args.iters is not None and args.iters < 1:
         parser.error(f"--iters must be positive, got {args.iters}")
     if args.log_every < 1:
@@ -91,6 +193,22 @@ def remove_snapshot(state_path, weights_path):
     for path in (state_path, weights_path):
         if Path(path).exists():
             Path(path).unlink()
+
+
+def rotate_snapshots(prefix, keep, protect_from=None):
+    """Keep the `keep` newest snapshots; with `protect_from`, only those taken before that iteration
+    count (and may go), so that the ones before a suspect stretch of training survive it."""
+    snapshots = snapshot_files(prefix)
+    candidates = sorted(i for i in snapshots if protect_from is None or i < protect_from)
+    for old_iter in candidates[:-keep]:
+        remove_snapshot(*snapshots[old_iter])
+
+
+def remove_snapshots_from(prefix, iteration):
+    """Remove the snapshots taken at `iteration` or later (their weights gave a diverged output)."""
+    for later_iter, files in snapshot_files(prefix).items():
+        if later_iter >= iteration:
+            remove_snapshot(*files)
 
 
 def prepare_solver(args, caffe_pb2, text_format, out):
@@ -189,6 +307,17 @@ def net_outputs(net):
     return values
 
 
+def stop_run(error, prefix, out, header, rows, discard_from=None):
+    """Raise `error` after removing the snapshots from iteration `discard_from` on (when given) and
+    writing the log and the curve as they stand."""
+    if discard_from is not None:
+        remove_snapshots_from(prefix, discard_from)
+    if header is not None:
+        write_log(out / LOG_NAME, header, rows)
+        plot_curve(out / CURVE_NAME, header, rows, prefix.name)
+    raise error
+
+
 def save_weights_atomically(net, path):
     tmp = path.with_name(f".{path.name}.tmp")
     net.save(str(tmp))
@@ -216,7 +345,10 @@ def main(argv=None):
         caffe.set_mode_gpu()
     else:
         caffe.set_mode_cpu()
-    solver = caffe.get_solver(str(out / "solver.prototxt"))
+    try:
+        solver = caffe.get_solver(str(out / "solver.prototxt"))
+    except (RuntimeError, OSError, ValueError) as error:
+        raise LayerError(f"train.py: cannot set up the net of {args.solver}: {error}") from error
 
     resume = Path(args.snapshot) if args.snapshot else None
     if resume is None:
@@ -239,37 +371,43 @@ def main(argv=None):
     header, rows = read_log(log_path, solver.iter)
     window = {}
     start_iter, start_time = solver.iter, time.time()
-    progress = None
-    if not args.no_progress:
-        from tqdm import tqdm
-        progress = tqdm(total=max_iter, initial=solver.iter, desc=f"train {prefix.name}", unit="it",
-                        dynamic_ncols=True)
+    guard = StuckLossGuard(args.stuck_iters, args.stuck_tolerance)
+    progress = show_progress(total=max_iter, initial=solver.iter, desc=f"train {prefix.name}", unit="it",
+                             disable=args.no_progress)
     try:
         while solver.iter < max_iter:
             iteration = solver.iter
-            solver.step(1)
+            try:
+                solver.step(1)
+            except (RuntimeError, OSError, ValueError) as error:
+                saved = "no snapshot of this run to keep"
+                if solver.iter > start_iter:
+                    if solver.iter not in snapshot_files(prefix):
+                        solver.snapshot()
+                    saved = f"the snapshot at iteration {solver.iter} is kept and a rerun resumes from it"
+                stop_run(LayerError(f"train.py: iteration {iteration} stopped (solver {args.solver}): {error}; "
+                                    f"{saved}"), prefix, out, header, rows)
             values = net_outputs(solver.net)
             bad = {name: value for name, value in values.items() if not np.isfinite(value)}
             if bad:
-                for later_iter, files in snapshot_files(prefix).items():
-                    if later_iter > iteration:
-                        remove_snapshot(*files)
-                if header is not None:
-                    write_log(log_path, header, rows)
-                    plot_curve(out / CURVE_NAME, header, rows, prefix.name)
                 described = ", ".join(f"'{name}' = {value}" for name, value in sorted(bad.items()))
-                raise TrainingDiverged(
+                stop_run(TrainingDiverged(
                     f"train.py: training diverged at iteration {iteration} (solver {args.solver}): "
-                    f"non-finite net output {described}")
+                    f"non-finite net output {described}"), prefix, out, header, rows, discard_from=iteration)
+            stuck = guard.observe(iteration, values)
+            if stuck is not None:
+                description, first = stuck
+                stop_run(TrainingDiverged(
+                    f"train.py: training stuck at iteration {iteration} (solver {args.solver}): {description}. "
+                    f"Lower base_lr or the lr_mult of the new layers (e.g. fc6/fc7/fc8) and rerun; snapshots "
+                    f"from iteration {first} on are removed, earlier ones kept (--stuck-iters 0 turns this "
+                    f"check off)"), prefix, out, header, rows, discard_from=first)
             for name, value in values.items():
                 window.setdefault(name, []).append(value)
-            if progress is not None:
-                progress.update(1)
+            progress.update(1)
             done_iters = solver.iter
             if done_iters % param.snapshot == 0:
-                snapshots = snapshot_files(prefix)
-                for old_iter in sorted(snapshots)[:-args.keep_snapshots]:
-                    remove_snapshot(*snapshots[old_iter])
+                rotate_snapshots(prefix, args.keep_snapshots, guard.suspect_since())
             if done_iters % args.log_every == 0 or done_iters == max_iter:
                 names = sorted(window)
                 if header is None or header[1:] != names:
@@ -279,11 +417,7 @@ def main(argv=None):
                 write_log(log_path, header, rows)
                 plot_curve(out / CURVE_NAME, header, rows, prefix.name)
                 summary = "  ".join(f"{name} {value:.4g}" for name, value in zip(names, rows[-1][1:]))
-                message = f"iter {done_iters}/{max_iter}  {summary}"
-                if progress is not None:
-                    progress.write(message)
-                else:
-                    print(message, flush=True)
+                progress.write(f"iter {done_iters}/{max_iter}  {summary}")
     except KeyboardInterrupt:
         if solver.iter > start_iter:
             solver.snapshot()
@@ -291,14 +425,11 @@ def main(argv=None):
               file=sys.stderr)
         raise
     finally:
-        if progress is not None:
-            progress.close()
+        progress.close()
 
     if max_iter not in snapshot_files(prefix):
         solver.snapshot()
-    snapshots = snapshot_files(prefix)
-    for old_iter in sorted(snapshots)[:-args.keep_snapshots]:
-        remove_snapshot(*snapshots[old_iter])
+    rotate_snapshots(prefix, args.keep_snapshots, guard.suspect_since())
     save_weights_atomically(solver.net, out / FINAL_WEIGHTS)
     elapsed = time.time() - start_time
     final = dict(zip(header[1:], rows[-1][1:])) if rows else {}
@@ -316,4 +447,7 @@ if __name__ == "__main__":
         sys.exit(main())
     except TrainingDiverged as error:
         print(error, file=sys.stderr)
-        sys.exit(3)
+        sys.exit(EXIT_DIVERGED)
+    except LayerError as error:
+        print(error, file=sys.stderr)
+        sys.exit(EXIT_LAYER_ERROR)
