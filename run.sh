@@ -130,14 +130,17 @@ step_data() {
   for path in "$IMAGES" "$GT"; do [[ -d $path ]] || missing+=("$path/"); done
   for path in "$INPUT_LIST" "$TRAIN_IDS" "$VAL_IDS"; do [[ -f $path ]] || missing+=("$path"); done
   ((${#missing[@]} == 0)) || die "the VOC layout in $PASCAL_DIR is incomplete; missing: ${missing[*]} (see README)"
-  local cues first_id
+  local cues
   cues=$(find_cues)
-  first_id=$(head -n 1 "$VAL_IDS" | awk '{print $1}')
-  [[ -f $IMAGES/$first_id.jpg ]] || die "$IMAGES/$first_id.jpg missing: JPEGImages must hold the VOC images"
-  [[ -f $GT/$first_id.png ]] || die "$GT/$first_id.png missing: $GT_SUBDIR must hold the label PNGs"
   if [[ $INIT_WEIGHTS_REQUIRED == 1 && -z $INIT_WEIGHTS_SOURCE && ! -f $INIT_WEIGHTS ]]; then
     die "EXP=$EXP needs INIT_WEIGHTS, the ImageNet-initialised VGG16 .caffemodel (got '${INIT_WEIGHTS}')"
   fi
+  # Everything before hours of training: every listed JPEG decodes, its GT has its size, every cue
+  # index is in the cue file (tools/check_data.py; a pass is remembered for the same inputs).
+  "$PY" "$REPO/tools/check_data.py" --images "$IMAGES" --gt "$GT" --input-list "$INPUT_LIST" \
+    --train-ids "$TRAIN_IDS" --val-ids "$VAL_IDS" --cues "$cues" --num-classes "$NUM_CLASSES" \
+    --cue-size "$CUE_FILE_SIZE" --out "$RUN_DIR/data_check.json" \
+    || die "the data set in $PASCAL_DIR has problems (listed above; all of them in $RUN_DIR/data_check.json)"
   write_train_input_list
   say "VOC layout OK: $(wc -l <"$TRAIN_INPUT_LIST") training images with cues ($cues), $(wc -l <"$VAL_IDS") val ids"
 }

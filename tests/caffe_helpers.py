@@ -1,5 +1,6 @@
-"""Helpers shared by this project's layer tests: numeric gradients, inline Caffe nets and the location
-of the shared VOC data."""
+"""Helpers shared by this project's tests: numeric gradients, inline Caffe nets, loading a tool of
+tools/ as a module, and the location of the shared VOC data."""
+import importlib.util
 import tempfile
 import textwrap
 from pathlib import Path
@@ -8,6 +9,14 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_VOC12 = REPO_ROOT / ".." / "shared" / "data" / "voc12"
+
+
+def load_tool(name):
+    """tools/<name>.py as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"dsrg_tool_{name}", REPO_ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def numeric_gradient(function, array, step=1e-6):

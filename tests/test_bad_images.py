@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from dsrg.fileio import atomic_save_label_png
-from test_train_infer import load_tool
+from caffe_helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 CAFFE_CLI = Path(sys.executable).parent / "caffe"

@@ -14,7 +14,7 @@ from dsrg.datacheck import DataLayout, check_dataset, fingerprint
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_label_png
 from dsrg.seeds import read_indexed_list
-from test_train_infer import load_tool
+from caffe_helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["2007_000001", "2007_000002", "2007_000003", "2007_000004"]

@@ -1,18 +1,16 @@
 """ConfusionMatrix scores on hand-made examples and tools/evaluate.py end to end."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from caffe_helpers import load_tool
 from dsrg.evaluation import ConfusionMatrix, format_table, read_image_ids
 from dsrg.fileio import atomic_save_label_png
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("evaluate_tool", REPO / "tools" / "evaluate.py")
-evaluate_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(evaluate_tool)
+evaluate_tool = load_tool("evaluate")
 
 # ground truth / prediction of six pixels, the last one ignored:
 #   gt 0 -> pred 0, gt 0 -> pred 1, gt 1 -> pred 1 (twice), gt 2 -> pred 0, gt 255 -> pred 2

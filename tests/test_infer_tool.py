@@ -1,22 +1,17 @@
 """tools/infer.py's folder bookkeeping: a folder holds the outputs of one set of inference settings."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from caffe_helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_infer():
-    spec = importlib.util.spec_from_file_location("dsrg_tool_infer", REPO / "tools" / "infer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_release_defaults_and_refusal_of_a_folder_made_with_other_settings(tmp_path):
-    infer = load_infer()
+    infer = load_tool("infer")
     args = infer.parse_args(["--deploy", "d.prototxt", "--weights", "w.caffemodel", "--images", "i", "--ids",
                              "ids.txt", "--out", str(tmp_path), "--crf"])
     assert (args.fuse, args.restrict_to_labels, args.scales) == ("scores", None, [241.0, 321.0, 401.0])

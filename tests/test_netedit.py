@@ -1,7 +1,6 @@
 """Prototxt variants (dsrg.netedit, tools/render_experiment.py --edits), the voc12-photos experiment and
 the no-growing ablation rendered from the published templates, and tools/compare_evals.py."""
 import ast
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
+from caffe_helpers import load_tool
 from dsrg import netedit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,11 +27,6 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "x" top: "loss" }
 """
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"dsrg_tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def net():

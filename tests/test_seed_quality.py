@@ -1,11 +1,11 @@
 """Seed quality on a hand-made grid, GT sampling, seed-file loading and tools/seed_quality.py."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from caffe_helpers import load_tool
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_save_label_png, atomic_save_npy
 from dsrg.seeds import (SeedQuality, aligned_corner_indices, format_seed_markdown, labels_to_seed_masks, load_seed_map,
@@ -13,9 +13,7 @@ from dsrg.seeds import (SeedQuality, aligned_corner_indices, format_seed_markdow
 
 REPO = Path(__file__).resolve().parents[1]
 VOC = REPO / ".." / "shared" / "data" / "voc12"
-_spec = importlib.util.spec_from_file_location("seed_quality_tool", REPO / "tools" / "seed_quality.py")
-seed_quality_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(seed_quality_tool)
+seed_quality_tool = load_tool("seed_quality")
 
 GT_GRID = np.array([[0, 0, 1],
                     [0, 1, 1],

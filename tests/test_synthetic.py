@@ -1,5 +1,4 @@
 """The synthetic demo data set: determinism, VOC/official-cue format round trip, cue statistics."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,15 +7,14 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from caffe_helpers import load_tool
 from dsrg.cues import image_cue_entry, load_cues
 from dsrg.fileio import read_label_png
 from dsrg.seeds import SeedQuality, labels_to_seed_masks, sample_labels_on_grid
 from dsrg.synthetic import CLASS_NAMES, generate_split
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("make_demo_data_tool", REPO / "tools" / "make_demo_data.py")
-make_demo_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_demo_data)
+make_demo_data = load_tool("make_demo_data")
 
 SMALL = ["--train", "8", "--val", "3", "--size", "96", "--cue-size", "13", "--quiet"]
 

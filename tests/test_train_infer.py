@@ -2,7 +2,6 @@
 
 The Caffe tests cover NaN detection, resuming from a snapshot and template parsing.
 """
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,16 +10,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from caffe_helpers import load_tool
 from dsrg import inference
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"dsrg_tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 

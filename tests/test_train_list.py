@@ -1,25 +1,20 @@
 """tools/make_train_list.py: the training subset of the input list, and repeat-factor class balancing."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from caffe_helpers import load_tool
 from dsrg.cues import save_cues
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("dsrg_tool_make_train_list", REPO / "tools" / "make_train_list.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_repeat_factors_by_hand():
-    tool = load_tool()
+    tool = load_tool("make_train_list")
     # class 1 in 3 of 4 images (f = 0.75), class 2 in 1 of 4 (f = 0.25); threshold 0.5
     factors = tool.repeat_factors([{1}, {1}, {1, 2}, set()], 0.5)
     np.testing.assert_allclose(factors, [1.0, 1.0, np.sqrt(2.0), 1.0])
@@ -30,7 +25,7 @@ def test_repeat_factors_by_hand():
 
 
 def test_subset_in_input_list_order_with_crlf_lists_and_balancing(tmp_path, capsys):
-    tool = load_tool()
+    tool = load_tool("make_train_list")
     (tmp_path / "input_list.txt").write_bytes(b"a.jpg 0\r\nb.jpg 1\r\nc.jpg 2\r\nd.jpg 3\r\n")
     (tmp_path / "ids.txt").write_bytes(b"d\r\nb\r\na\r\n")
     cues = {}

@@ -1,18 +1,16 @@
 """Panel drawing and tools/visualize.py output."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from caffe_helpers import load_tool
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_save_image, atomic_save_label_png, atomic_save_npy
 from dsrg.visual import PALETTE_RGB, TEXT_HEIGHT, colorize, draw_cues, draw_grown_seeds, seeds_to_label_map
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("visualize_tool", REPO / "tools" / "visualize.py")
-visualize_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(visualize_tool)
+visualize_tool = load_tool("visualize")
 
 
 def test_colorize_uses_the_voc_palette():
