@@ -27,15 +27,8 @@ from dsrg.cues import dense_cues, image_cue_entry
 from dsrg.evaluation import (ConfusionMatrix, image_id, nanmean, percent, read_list_lines, resolve_class_names,
                              safe_divide)
 from dsrg.fileio import read_label_png
+from dsrg.resize import aligned_corner_indices
 from dsrg.voc import IGNORE_LABEL
-
-
-def aligned_corner_indices(source_size, grid_size):
-    """Source pixel index of each of `grid_size` grid positions, aligned-corners nearest (round half up)."""
-    if grid_size == 1:
-        return np.zeros(1, dtype=np.int64)
-    positions = np.arange(grid_size, dtype=np.float64) * (source_size - 1) / (grid_size - 1)
-    return np.floor(positions + 0.5).astype(np.int64)
 
 
 def sample_labels_on_grid(labels, grid_height, grid_width):
