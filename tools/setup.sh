@@ -5,13 +5,15 @@
 # Needs Debian 12 with python3 and git, and root or sudo for the packages in tools/apt-packages.txt
 # (tools/check_fresh_machine.sh proves it on a fresh debootstrap root).
 #   PYTHON_FOR_VENV   the interpreter .venv is made with (default python3)
-set -euo pipefail
+set -Eeuo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=$REPO/.venv
 PYTHON_FOR_VENV=${PYTHON_FOR_VENV:-python3}
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+# Any other failure names its line and command instead of ending set-up without a word.
+trap '[[ $BASHPID == "$$" ]] && printf "[setup] ERROR: line %s failed: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 # Hash of files (or of a folder's files, build outputs excluded); names a stamp in the venv.
 inputs_hash() {
@@ -149,6 +151,7 @@ install_test_torch() {
   "$VENV/bin/python" -c "import torch" 2>/dev/null && return
   local folder wheel=
   for folder in ${PIP_FIND_LINKS:-}; do
+    [[ -d $folder ]] || continue
     wheel=$(find "$folder" -maxdepth 1 -name "torch-${TEST_TORCH#torch==}+cpu-*.whl" 2>/dev/null | head -n 1)
     [[ -n $wheel ]] && break
   done
