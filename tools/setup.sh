@@ -149,11 +149,12 @@ pip_step() {
 TEST_TORCH=torch==2.13.0
 install_test_torch() {
   "$VENV/bin/python" -c "import torch" 2>/dev/null && return
-  local folder wheel=
+  local folder candidate wheel=
   for folder in ${PIP_FIND_LINKS:-}; do
     [[ -d $folder ]] || continue
-    wheel=$(find "$folder" -maxdepth 1 -name "torch-${TEST_TORCH#torch==}+cpu-*.whl" 2>/dev/null | head -n 1)
-    [[ -n $wheel ]] && break
+    for candidate in "$folder"/torch-"${TEST_TORCH#torch==}"+cpu-*.whl; do
+      if [[ -f $candidate ]]; then wheel=$candidate; fi
+    done
   done
   if [[ -z $wheel ]]; then
     say "no local CPU wheel of $TEST_TORCH in PIP_FIND_LINKS: the tests that need torch will skip"
