@@ -242,10 +242,14 @@ step_stage2() {
     "${GPU_ARGS[@]}"
 }
 
-# Val predictions of both stages (stage 1 with its warp scales, the final model relative), with CRF.
+# val_stage1 WEIGHTS OUT: a stage-1 model's val predictions (its warp scales, CRF).
+val_stage1() {
+  infer --weights "$1" --ids "$VAL_IDS" --out "$2" --scale-mode warp --scales "$STAGE1_SCALES" --crf
+}
+
+# Val predictions of both stages (stage 1 with its warp scales, the final model its own), with CRF.
 step_test() {
-  infer --weights "$RUN_DIR/stage1/final.caffemodel" --ids "$VAL_IDS" --out "$RUN_DIR/val_stage1" \
-    --scale-mode warp --scales "$STAGE1_SCALES" --crf
+  val_stage1 "$RUN_DIR/stage1/final.caffemodel" "$RUN_DIR/val_stage1"
   infer --weights "$RUN_DIR/stage2/final.caffemodel" --ids "$VAL_IDS" --out "$RUN_DIR/val_stage2" \
     --scale-mode "$STAGE2_SCALE_MODE" --scales "$STAGE2_SCALES" --crf
 }
@@ -281,10 +285,8 @@ step_ablation() {
   [[ -f $MARKS/stage1 ]] || run_step stage1 0
   render "$dir/prototxt" --edits "$REPO/experiment/ablations/no-growing.edits"
   train_stage1 "$dir/prototxt" "$dir/stage1"
-  infer --weights "$RUN_DIR/stage1/final.caffemodel" --ids "$VAL_IDS" --out "$RUN_DIR/val_stage1" \
-    --scale-mode warp --scales "$STAGE1_SCALES" --crf
-  infer --weights "$dir/stage1/final.caffemodel" --ids "$VAL_IDS" --out "$dir/val_stage1" \
-    --scale-mode warp --scales "$STAGE1_SCALES" --crf
+  val_stage1 "$RUN_DIR/stage1/final.caffemodel" "$RUN_DIR/val_stage1"
+  val_stage1 "$dir/stage1/final.caffemodel" "$dir/val_stage1"
   evaluate "$RUN_DIR/val_stage1" "$VAL_IDS" val_stage1 >/dev/null
   evaluate "$dir/val_stage1" "$VAL_IDS" val_stage1 "$dir" >/dev/null
   "$PY" "$REPO/tools/compare_evals.py" --title "val mIoU, stage 1" \

@@ -300,16 +300,25 @@ class SquaredErrorTurningNaN(caffe.Layer):
 """
 
 
-def test_train_stops_on_a_nan_loss_naming_the_iteration(tmp_path, monkeypatch):
-    train = load_tool("train")
-    (tmp_path / "nan_loss_module.py").write_text(NAN_LOSS_MODULE)
+def tiny_experiment_with_python_loss(tmp_path, monkeypatch, module_source, layer_class, name, top, param):
+    """The tiny experiment with its EuclideanLoss replaced by the Python loss `layer_class` of `module_source`
+    (written as a module named after the class: Python caches imported modules by name)."""
+    module = f"{layer_class.lower()}_module"
+    (tmp_path / f"{module}.py").write_text(module_source)
     monkeypatch.syspath_prepend(str(tmp_path))
     solver = write_tiny_experiment(tmp_path / "exp", base_lr=0.05, momentum=0.9)
     net_path = tmp_path / "exp" / "net.prototxt"
     net_path.write_text(net_path.read_text().replace(
         'layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }',
-        'layer { name: "loss" type: "Python" bottom: "p" bottom: "y" top: "loss" loss_weight: 1\n'
-        '  python_param { module: "nan_loss_module" layer: "SquaredErrorTurningNaN" param_str: "5" } }'))
+        f'layer {{ name: "{name}" type: "Python" bottom: "p" bottom: "y" top: "{top}" loss_weight: 1\n'
+        f'  python_param {{ module: "{module}" layer: "{layer_class}" param_str: "{param}" }} }}'))
+    return solver
+
+
+def test_train_stops_on_a_nan_loss_naming_the_iteration(tmp_path, monkeypatch):
+    train = load_tool("train")
+    solver = tiny_experiment_with_python_loss(tmp_path, monkeypatch, NAN_LOSS_MODULE, "SquaredErrorTurningNaN",
+                                              "loss", "loss", 5)
     out = tmp_path / "out"
     with pytest.raises(train.TrainingDiverged, match=r"diverged at iteration 5 .*non-finite net output 'loss' = nan"):
         train.main(["--solver", str(solver), "--out", str(out), "--iters", "20", "--snapshot-every", "2",
@@ -367,14 +376,8 @@ class SquaredErrorTurningFloor(SquaredErrorTurningNaN):
 
 def test_train_stops_on_a_loss_stuck_at_the_floor_keeping_earlier_snapshots(tmp_path, monkeypatch):
     train = load_tool("train")
-    (tmp_path / "stuck_loss_module.py").write_text(STUCK_LOSS_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    solver = write_tiny_experiment(tmp_path / "exp", base_lr=0.05, momentum=0.9)
-    net_path = tmp_path / "exp" / "net.prototxt"
-    net_path.write_text(net_path.read_text().replace(
-        'layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }',
-        'layer { name: "seed_loss" type: "Python" bottom: "p" bottom: "y" top: "loss-Seed" loss_weight: 1\n'
-        '  python_param { module: "stuck_loss_module" layer: "SquaredErrorTurningFloor" param_str: "6" } }'))
+    solver = tiny_experiment_with_python_loss(tmp_path, monkeypatch, STUCK_LOSS_MODULE, "SquaredErrorTurningFloor",
+                                              "seed_loss", "loss-Seed", 6)
     out = tmp_path / "out"
     pattern = (r"training stuck at iteration 10 .*loss output 'loss-Seed' stayed within 0\.05 of "
                r"-log\(0\.0001\) = 9\.2103 for 5 iterations \(6\.\.10; .*lr_mult.*snapshots from iteration 6 on "
