@@ -8,6 +8,8 @@
 #   bash run.sh --list     the steps
 #   bash run.sh ablation   the paper's ablation: stage 1 without region growing beside stage 1 with
 #                          it (trains stage 1 first if needed), both tested on val, one table
+#   bash run.sh probe      linear probes of the initial trunk beside a random one (tools/probe_trunk.py):
+#                          how much class information its frozen features carry, one table
 #
 # Environment (none needed: the default is the synthetic demo on the CPU):
 #   EXP           experiment folder under experiment/: demo (default) | voc12-vgg16 | voc12-photos
@@ -23,6 +25,7 @@
 #   RUN_DIR       output folder (default runs/$EXP)
 #   STAGE1_ITERS, STAGE2_ITERS, LOG_EVERY, SEEDS_LIMIT (and for the demo DEMO_TRAIN, DEMO_VAL):
 #                 override the experiment's config.sh
+#   PROBE_SIZE, PROBE_BLOBS  input size (default 161) and blobs (pool3,pool4,pool5a) of the probe step
 #   DSRG_SKIP_SETUP=1  do not run tools/setup.sh (the environment is known to be ready)
 set -euo pipefail
 
@@ -51,6 +54,8 @@ fi
 PASCAL_DIR=$(cd "$PASCAL_DIR" && pwd)
 GPU=${GPU:-}
 INIT_WEIGHTS=${INIT_WEIGHTS:-}
+PROBE_SIZE=${PROBE_SIZE:-161}
+PROBE_BLOBS=${PROBE_BLOBS:-pool3,pool4,pool5a}
 GPU_ARGS=()
 [[ -n $GPU ]] && GPU_ARGS=(--gpu "$GPU")
 FUSE=${FUSE:-scores}
@@ -294,6 +299,20 @@ step_ablation() {
     --eval "no growing (original cues)=$dir/eval_val_stage1.json" --markdown "$RUN_DIR/ablation.md"
 }
 
+# Linear probes of the initial trunk and of the same net with random weights (tools/probe_trunk.py):
+# image mAP and fully supervised pixel mIoU of linear classifiers on the frozen features of
+# PROBE_BLOBS at PROBE_SIZE warps; the table goes to $RUN_DIR/probe/probe.md.
+step_probe() {
+  local weights trunk=()
+  [[ -f $MARKS/prepare ]] || run_step prepare 0
+  weights=$(init_weights)
+  [[ -n $weights ]] && trunk=(--trunk "${INIT_WEIGHTS_SOURCE:-init}=$weights")
+  "$PY" "$REPO/tools/probe_trunk.py" --deploy "$PROTO/deploy.prototxt" "${trunk[@]}" --random-trunk \
+    --images "$IMAGES" --gt "$GT" --train-ids "$TRAIN_IDS" --val-ids "$VAL_IDS" --size "$PROBE_SIZE" \
+    --blobs "$PROBE_BLOBS" --num-classes "$NUM_CLASSES" --cache-dir "$RUN_DIR/probe/features" \
+    --out "$RUN_DIR/probe/probe.json" --markdown "$RUN_DIR/probe/probe.md" "${GPU_ARGS[@]}"
+}
+
 step_summary() {
   "$PY" - "$RUN_DIR" <<'PY'
 import json
@@ -374,7 +393,8 @@ main() {
   fi
   local step
   for step in "$@"; do
-    [[ " ${STEPS[*]} ablation " == *" $step "* ]] || die "unknown step '$step' (steps: ${STEPS[*]}, ablation)"
+    [[ " ${STEPS[*]} ablation probe " == *" $step "* ]] ||
+      die "unknown step '$step' (steps: ${STEPS[*]}; extra: ablation, probe)"
   done
   for step in "$@"; do run_step "$step" 1; done
 }

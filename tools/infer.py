@@ -28,10 +28,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from dsrg.evaluation import read_image_ids
-from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_json
+from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import FUSE_MODES, SCALE_MODES, predict
 from dsrg.progress import progress
 from dsrg.voc import MEAN_BGR
@@ -98,16 +97,6 @@ def image_label_sets(cue_path, input_list, num_classes):
         labels, _ = image_cue_entry(mapping, index, num_classes, source=str(cue_path))
         allowed[image_name] = np.concatenate([[0], labels]).astype(np.int64)
     return allowed
-
-
-def read_rgb(path):
-    if not path.is_file():
-        raise FileNotFoundError(f"infer.py: image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except OSError as error:
-        raise ValueError(f"infer.py: cannot read image {path}: {error}") from error
 
 
 class CaffeForward:

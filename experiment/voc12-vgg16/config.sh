@@ -23,3 +23,5 @@ INIT_WEIGHTS_REQUIRED=1
 # Grown seeds: the first 1464 training images are enough for the figures (empty: all 10582).
 SEEDS_LIMIT=${SEEDS_LIMIT:-1464}
 SEEDS_BATCH=10
+# `bash run.sh probe`: the trunk's linear probes at the published input size.
+PROBE_SIZE=${PROBE_SIZE:-321}

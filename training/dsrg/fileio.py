@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from dsrg.voc import PALETTE
 
@@ -65,3 +65,15 @@ def read_label_png(path):
         if image.mode not in ("P", "L"):
             raise ValueError(f"{path}: expected a palette or greyscale label PNG, got mode {image.mode}")
         return np.array(image, dtype=np.uint8)
+
+
+def read_rgb(path):
+    """Read an image file as an H×W×3 uint8 RGB array; a missing or undecodable file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        raise ValueError(f"{path}: cannot read image ({error})") from error

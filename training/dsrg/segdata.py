@@ -20,9 +20,9 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from dsrg.fileio import read_label_png
+from dsrg.fileio import read_label_png, read_rgb
 from dsrg.voc import IGNORE_LABEL
 
 
@@ -47,15 +47,7 @@ def read_list_file(root_folder, source):
 
 def read_bgr_image(path):
     """An image file as an H×W×3 float32 BGR array; a missing or unreadable file is named."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise ValueError(f"{path}: cannot read image ({error})") from error
-    return rgb[:, :, ::-1]
+    return read_rgb(path).astype(np.float32)[:, :, ::-1]
 
 
 def read_label_map(path):
