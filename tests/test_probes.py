@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from caffe_helpers import REPO_ROOT, SHARED_VOC12, load_tool, numeric_gradient
-from dsrg.probes import (average_precision, grid_labels, image_labels, image_probe, multilabel_logistic_loss,
+from dsrg.probes import (average_precision, image_labels, image_probe, multilabel_logistic_loss,
                          pixel_probe, softmax_loss, standardise)
 
 
@@ -15,11 +15,6 @@ def test_image_labels_leave_out_the_ignore_label_and_refuse_unknown_classes():
     np.testing.assert_array_equal(image_labels(gt, 5), [1, 0, 0, 1, 0])
     with pytest.raises(ValueError, match=r"class 7, expected 0\.\.4"):
         image_labels(np.array([[7]]), 5)
-
-
-def test_grid_labels_sample_aligned_corners():
-    gt = np.arange(25).reshape(5, 5)
-    np.testing.assert_array_equal(grid_labels(gt, 3), [[0, 2, 4], [10, 12, 14], [20, 22, 24]])
 
 
 def test_average_precision_hand_example():

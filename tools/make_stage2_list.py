@@ -17,13 +17,12 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_image, atomic_save_label_png, atomic_write_text, read_label_png
 from dsrg.progress import progress
-from dsrg.resize import aligned_corner_indices
+from dsrg.seeds import sample_labels_on_grid
 
 
 def parse_args(argv):
@@ -51,10 +50,7 @@ def warp_pair(image_path, label_path, size, warp_dir):
         with Image.open(image_path) as image:
             atomic_save_image(image_out, image.convert("RGB").resize((size, size), Image.BILINEAR))
     if not label_out.is_file():
-        label = read_label_png(label_path)
-        rows = aligned_corner_indices(label.shape[0], size)
-        cols = aligned_corner_indices(label.shape[1], size)
-        atomic_save_label_png(label_out, label[np.ix_(rows, cols)])
+        atomic_save_label_png(label_out, sample_labels_on_grid(read_label_png(label_path), size, size))
     return image_out, label_out
 
 

@@ -34,10 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.evaluation import read_image_ids, resolve_class_names
-from dsrg.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, read_label_png, read_rgb
+from dsrg.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, read_rgb
 from dsrg.inference import preprocess
-from dsrg.probes import grid_labels, image_labels, image_probe, pixel_probe
+from dsrg.probes import image_labels, image_probe, pixel_probe
 from dsrg.progress import progress
+from dsrg.seeds import sample_labels_on_grid
+from dsrg.segdata import read_label_map
 
 RANDOM_TRUNK = "random"
 
@@ -178,14 +180,12 @@ def read_labels(gt_dir, ids, grid, num_classes):
     image_rows, grid_rows = [], []
     for name in ids:
         path = Path(gt_dir) / f"{name}.png"
-        if not path.is_file():
-            raise FileNotFoundError(f"probe_trunk.py: ground truth not found: {path}")
-        gt = read_label_png(path)
+        gt = read_label_map(path)
         try:
             image_rows.append(image_labels(gt, num_classes))
         except ValueError as error:
             raise ValueError(f"probe_trunk.py: {path}: {error}") from error
-        grid_rows.append(grid_labels(gt, grid))
+        grid_rows.append(sample_labels_on_grid(gt, grid, grid).astype(np.int64))
     return np.stack(image_rows), np.stack(grid_rows)
 
 

@@ -11,7 +11,7 @@ scored on the val images:
       L(W, b) = mean_n sum_k BCE(x_n · w_k + b_k, y_nk) + (λ / 2) ||W||²
 
 * pixel probe: the feature vector of every cell of the score grid, softmax regression over all
-  classes, fitted with the ground truth sampled on that grid (nearest, aligned corners), ignored
+  classes, fitted with the ground truth sampled on that grid (dsrg.seeds.sample_labels_on_grid), ignored
   cells left out. It is fully supervised, so it bounds what a linear head on these frozen features
   can learn from any seeds. Score: mIoU over the val cells (standard mode, dsrg.evaluation).
 
@@ -24,7 +24,6 @@ import numpy as np
 from scipy.optimize import minimize
 
 from dsrg.evaluation import ConfusionMatrix
-from dsrg.resize import aligned_corner_indices
 from dsrg.voc import IGNORE_LABEL
 
 
@@ -38,14 +37,6 @@ def image_labels(gt, num_classes, ignore_label=IGNORE_LABEL):
     labels = np.zeros(num_classes, dtype=np.float64)
     labels[present] = 1.0
     return labels
-
-
-def grid_labels(gt, size):
-    """A label map sampled on a size×size grid (nearest, aligned corners), int64 (size, size)."""
-    gt = np.asarray(gt)
-    rows = aligned_corner_indices(gt.shape[0], size)
-    cols = aligned_corner_indices(gt.shape[1], size)
-    return gt[rows[:, None], cols[None, :]].astype(np.int64)
 
 
 def standardise(train, *others):
