@@ -19,6 +19,10 @@
 #   CAFFE_GPU=1           build with CUDA (cuBLAS/cuRAND from PyPI's NVIDIA wheels), cuDNN off
 #   CAFFE_CUDA_ARCH       "80 90" by default (sm_80, sm_90)
 #   CAFFE_CUDA_LIBS_DIR   a folder with cuBLAS/cuRAND (include/ and lib/) instead of the wheels
+#   CAFFE_CUDA_TOOLKIT    where nvcc and the CUDA runtime come from: "system" (the nvcc on PATH), "wheels"
+#                         (NVIDIA's PyPI wheels of nvcc, cudart, CCCL, CRT and NVVM, installed into the
+#                         cache and assembled into a toolkit root), or "auto" (default: system when nvcc
+#                         is on PATH, else wheels). The Docker image uses the wheels.
 #   CAFFE_JOBS            parallel compile jobs (default: number of cores)
 #   DSRG_CACHE_DIR        cache root (default ${XDG_CACHE_HOME:-~/.cache}/dsrg)
 set -euo pipefail
@@ -28,6 +32,8 @@ readonly CAFFE_SOURCE_VERSION=1.0.0+git20180821.99bd997-8
 readonly CAFFE_SOURCE_DIRNAME=caffe-1.0.0+git20180821.99bd997
 readonly BULLSEYE_DEB_SRC="deb-src http://deb.debian.org/debian bullseye main contrib"
 readonly NVIDIA_WHEELS=(nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35)
+readonly NVIDIA_TOOLKIT_WHEELS=(nvidia-cuda-nvcc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85
+  nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-culibos==13.0.85)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -36,6 +42,8 @@ PYTHON=$VENV/bin/python
 CACHE_ROOT=${DSRG_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dsrg}
 CAFFE_GPU=${CAFFE_GPU:-0}
 CAFFE_CUDA_ARCH=${CAFFE_CUDA_ARCH:-80 90}
+CAFFE_CUDA_TOOLKIT=${CAFFE_CUDA_TOOLKIT:-auto}
+CUDA_TOOLKIT_ROOT=
 CAFFE_JOBS=${CAFFE_JOBS:-$(nproc)}
 LOG_DIR=$CACHE_ROOT/logs
 mkdir -p "$CACHE_ROOT" "$LOG_DIR"
@@ -138,6 +146,42 @@ for root, dirs, files in os.walk(dst):
 PY
 }
 
+# pip install the wheels $2... into the cache folder $1 once (a .complete marker records success).
+install_wheels_once() {
+  local target=$1; shift
+  [[ -f $target/.complete ]] && return
+  rm -rf "$target"
+  step "pip install $* into $target" "$PYTHON" -m pip install --no-deps --no-cache-dir --target "$target" "$@"
+  touch "$target/.complete"
+}
+
+# CAFFE_CUDA_TOOLKIT=wheels (or auto without nvcc on PATH): NVIDIA's compiler and runtime wheels, laid
+# out as the toolkit root nvcc.profile expects (targets/x86_64-linux/{include,lib}, lib64) with the
+# unversioned library names the linker and CMake's FindCUDA look for; nvcc goes first on PATH.
+use_cuda_toolkit_wheels() {
+  case $CAFFE_CUDA_TOOLKIT in
+    system) return ;;
+    auto) command -v nvcc >/dev/null 2>&1 && return ;;
+    wheels) ;;
+    *) die "CAFFE_CUDA_TOOLKIT must be auto, system or wheels (got '$CAFFE_CUDA_TOOLKIT')" ;;
+  esac
+  local target
+  target=$CACHE_ROOT/cuda-toolkit-$(echo "${NVIDIA_TOOLKIT_WHEELS[*]}" | sha256sum | cut -c1-12)
+  install_wheels_once "$target" "${NVIDIA_TOOLKIT_WHEELS[@]}"
+  local root=$target/nvidia/cu13 library
+  [[ -x $root/bin/nvcc ]] || die "the wheels ${NVIDIA_TOOLKIT_WHEELS[*]} gave no $root/bin/nvcc"
+  mkdir -p "$root/targets/x86_64-linux"
+  ln -sfn ../../include "$root/targets/x86_64-linux/include"
+  ln -sfn ../../lib "$root/targets/x86_64-linux/lib"
+  ln -sfn lib "$root/lib64"
+  for library in "$root"/lib/lib*.so.*; do
+    ln -sf "$(basename "$library")" "$root/lib/$(basename "$library" | sed 's/\.so\..*/.so/')"
+  done
+  CUDA_TOOLKIT_ROOT=$root
+  export PATH=$root/bin:$PATH
+  say "CUDA toolkit from NVIDIA's wheels: $root ($(nvcc --version | tail -n 1))"
+}
+
 install_cuda_libraries() {
   if [[ -n ${CAFFE_CUDA_LIBS_DIR:-} ]]; then
     CUDA_LIBS_DIR=$CAFFE_CUDA_LIBS_DIR
@@ -146,12 +190,7 @@ install_cuda_libraries() {
   local wheel_hash
   wheel_hash=$(echo "${NVIDIA_WHEELS[*]}" | sha256sum | cut -c1-12)
   local target=$CACHE_ROOT/nvidia-wheels-$wheel_hash
-  if [[ ! -f $target/.complete ]]; then
-    rm -rf "$target"
-    step "pip install ${NVIDIA_WHEELS[*]} (cuBLAS, cuRAND)" \
-      "$PYTHON" -m pip install --no-deps --target "$target" "${NVIDIA_WHEELS[@]}"
-    touch "$target/.complete"
-  fi
+  install_wheels_once "$target" "${NVIDIA_WHEELS[@]}"
   # The wheels put headers and libraries under nvidia/cu13/{include,lib} (or per-library folders);
   # gather them into one include/ and lib/ with the unversioned names the linker wants.
   CUDA_LIBS_DIR=$target/merged
@@ -197,6 +236,7 @@ configure_and_build() {
     install_cuda_libraries
     cmake_args+=(
       -DCPU_ONLY=OFF
+      ${CUDA_TOOLKIT_ROOT:+-DCUDA_TOOLKIT_ROOT_DIR=$CUDA_TOOLKIT_ROOT}
       -DCUDA_ARCH_NAME=Manual
       -DCUDA_ARCH_BIN="$CAFFE_CUDA_ARCH"
       -DCUDA_ARCH_PTX=""
@@ -237,6 +277,7 @@ PY
 }
 
 main() {
+  [[ $CAFFE_GPU == 1 ]] && use_cuda_toolkit_wheels
   require_tools
   local fingerprint key prefix
   fingerprint=$(build_fingerprint)
