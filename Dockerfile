@@ -17,8 +17,19 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends git python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/dsrg
-COPY . .
 ENV CAFFE_GPU=1 CAFFE_CUDA_TOOLKIT=wheels DSRG_CACHE_DIR=/opt/dsrg-cache PIP_NO_CACHE_DIR=1
+# The steps of tools/setup.sh that take long come first, each in a layer of its own that only its
+# inputs invalidate, so that editing the code does not rebuild Caffe: Debian's packages, .venv, Caffe.
+# tools/setup.sh then finds them done and adds the rest (CRF/, training/, the HED trunk).
+COPY tools/apt-packages.txt tools/apt-packages.txt
+RUN apt-get update \
+ && sed 's/#.*//' tools/apt-packages.txt | xargs apt-get install -y --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/*
+COPY python-dependencies.txt python-dependencies.txt
+RUN python3 -m venv .venv && .venv/bin/python -m pip install --disable-pip-version-check -r python-dependencies.txt
+COPY caffe caffe
+RUN bash caffe/build.sh .venv
+COPY . .
 RUN bash tools/setup.sh \
  && bash tools/image_tree.sh runtime-packages /opt/runtime-packages.txt \
  && bash tools/image_tree.sh prune \

@@ -43,7 +43,6 @@ CACHE_ROOT=${DSRG_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dsrg}
 CAFFE_GPU=${CAFFE_GPU:-0}
 CAFFE_CUDA_ARCH=${CAFFE_CUDA_ARCH:-80 90}
 CAFFE_CUDA_TOOLKIT=${CAFFE_CUDA_TOOLKIT:-auto}
-CUDA_TOOLKIT_ROOT=
 CAFFE_JOBS=${CAFFE_JOBS:-$(nproc)}
 LOG_DIR=$CACHE_ROOT/logs
 mkdir -p "$CACHE_ROOT" "$LOG_DIR"
@@ -157,7 +156,9 @@ install_wheels_once() {
 
 # CAFFE_CUDA_TOOLKIT=wheels (or auto without nvcc on PATH): NVIDIA's compiler and runtime wheels, laid
 # out as the toolkit root nvcc.profile expects (targets/x86_64-linux/{include,lib}, lib64) with the
-# unversioned library names the linker and CMake's FindCUDA look for; nvcc goes first on PATH.
+# unversioned library names the linker and CMake's FindCUDA look for; nvcc goes first on PATH, where
+# FindCUDA finds the root. (Passing -DCUDA_TOOLKIT_ROOT_DIR instead makes FindCUDA's first configure
+# drop the cuBLAS/cuRAND paths given next to it, which lie outside that root.)
 use_cuda_toolkit_wheels() {
   case $CAFFE_CUDA_TOOLKIT in
     system) return ;;
@@ -177,7 +178,6 @@ use_cuda_toolkit_wheels() {
   for library in "$root"/lib/lib*.so.*; do
     ln -sf "$(basename "$library")" "$root/lib/$(basename "$library" | sed 's/\.so\..*/.so/')"
   done
-  CUDA_TOOLKIT_ROOT=$root
   export PATH=$root/bin:$PATH
   say "CUDA toolkit from NVIDIA's wheels: $root ($(nvcc --version | tail -n 1))"
 }
@@ -236,7 +236,6 @@ configure_and_build() {
     install_cuda_libraries
     cmake_args+=(
       -DCPU_ONLY=OFF
-      ${CUDA_TOOLKIT_ROOT:+-DCUDA_TOOLKIT_ROOT_DIR=$CUDA_TOOLKIT_ROOT}
       -DCUDA_ARCH_NAME=Manual
       -DCUDA_ARCH_BIN="$CAFFE_CUDA_ARCH"
       -DCUDA_ARCH_PTX=""
