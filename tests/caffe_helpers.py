@@ -1,5 +1,5 @@
 """Helpers shared by this project's tests: numeric gradients, inline Caffe nets, loading a tool of
-tools/ as a module, and the location of the shared VOC data."""
+tools/ as a module, the location of the shared VOC data, and torch as an optional test-only oracle."""
 import importlib.util
 import tempfile
 import textwrap
@@ -7,8 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_VOC12 = REPO_ROOT / ".." / "shared" / "data" / "voc12"
+
+try:
+    import torch
+except ImportError:
+    torch = None
+# torch is a test-only oracle; tools/setup.sh installs it only from a local CPU wheel (PyPI's Linux torch
+# is a CUDA build of several GB), so without one the tests that need it skip and say why.
+requires_torch = pytest.mark.skipif(torch is None, reason="torch (test-only) is not installed: tools/setup.sh "
+                                                          "installs it only from a local CPU wheel")
 
 
 def load_tool(name):

@@ -19,18 +19,11 @@ import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
+from caffe_helpers import requires_torch, torch
 from dsrg import weights
 from dsrg.voc import MEAN_BGR
 from tools import import_weights as tool
 
-try:
-    import torch
-except ImportError:
-    torch = None
-# torch is a test-only oracle; tools/setup.sh installs it only from a local CPU wheel (PyPI's Linux torch
-# is a CUDA build of several GB), so without one these tests skip and say why.
-requires_torch = pytest.mark.skipif(torch is None, reason="torch (test-only) is not installed: tools/setup.sh "
-                                                          "installs it only from a local CPU wheel")
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "experiment" / "voc12-vgg16" / "deploy.prototxt"

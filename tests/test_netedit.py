@@ -13,7 +13,8 @@ from dsrg import netedit
 
 REPO = Path(__file__).resolve().parents[1]
 VALUES = {"IMAGE_DIR": "/data/JPEGImages", "INPUT_LIST": "/data/lists/input_list.txt", "CUES": "/data/cues.pickle",
-          "STAGE2_ROOT": "/", "STAGE2_LIST": "/run/stage2_train.txt"}
+          "STAGE2_ROOT": "/", "STAGE2_LIST": "/run/stage2_train.txt", "IMAGE_LABELS": "/data/lists/image_labels.txt",
+          "CAM_LIST": "/data/lists/input_list.txt"}
 
 NET = """
 name: "n"

@@ -13,6 +13,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
@@ -49,11 +50,12 @@ def photos(tmp_path):
     return data, train, val
 
 
-def run(data, run_dir, *steps):
+def run(data, run_dir, *steps, **extra_env):
     env = dict(os.environ, EXP="voc12-photos", PASCAL_DIR=str(data), RUN_DIR=str(run_dir), STAGE1_ITERS="2",
                STAGE2_ITERS="2", LOG_EVERY="1", SEEDS_LIMIT=str(TRAIN_PHOTOS), DSRG_SKIP_SETUP="1", GPU="")
     for name in ("CUES", "INIT_WEIGHTS", "FUSE", "PSEUDO_RESTRICT"):
         env.pop(name, None)
+    env.update(extra_env)
     result = subprocess.run(["bash", str(REPO_ROOT / "run.sh"), *steps], env=env, cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"run.sh {' '.join(steps)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
@@ -101,3 +103,23 @@ def test_voc12_photos_end_to_end_and_the_ablation(photos, tmp_path):
     table = (run_dir / "ablation.md").read_text().splitlines()
     assert table[0] == "| | DSRG (seeds grown) | no growing (original cues) |"
     assert table[2].startswith("| **val mIoU, stage 1** |")
+
+
+def test_voc12_photos_cues_from_image_labels(photos, tmp_path):
+    """CUES=generate on the photos: image labels from the ground truth, the CAM net (2 iterations, frozen
+    HED trunk), heatmaps, MB+ saliency, the cue file on the 41×41 grid, the balanced list, stage 1."""
+    from dsrg.cues import load_cues
+
+    data, train, _ = photos
+    run_dir = tmp_path / "run"
+    run(data, run_dir, "data", "prepare", "cues", "stage1", CUES="generate", CAM_ITERS="2")
+    labels = (run_dir / "lists" / "image_labels.txt").read_text().splitlines()
+    assert [line.split()[0] for line in labels] == train
+    mapping = load_cues(run_dir / "cues" / "localization_cues.pickle.gz")
+    assert len(mapping) == 2 * TRAIN_PHOTOS
+    cue_rows = np.concatenate([mapping[key] for key in mapping if key.endswith("_cues")], axis=1)
+    assert cue_rows[1:].max() <= 40
+    assert np.load(run_dir / "cams" / f"{train[0]}.npy").shape == (20, 21, 21)
+    assert (run_dir / "lists" / "stage1_balanced_list.txt").is_file()
+    assert json.loads((run_dir / "data_check.json").read_text())
+    assert json.loads((run_dir / "stage1" / "train_done.json").read_text())["iterations"] == 2

@@ -1,10 +1,11 @@
 """End-to-end smoke test of run.sh on a handful of synthetic images with a few iterations per stage.
 
-data -> prototxt rendering -> stage 1 (3 iterations) -> grown seeds + seed quality -> pseudo labels
+data (images and image labels only) -> prototxt rendering -> cues from the image labels (CAM net,
+3 iterations; heatmaps; saliency; cue file) -> stage 1 (3 iterations) -> grown seeds + seed quality -> pseudo labels
 (multi-scale + CRF, image labels only) -> stage-2 list -> stage 2 (3 iterations) -> multi-scale test
 -> evaluation -> panels -> summary; then a rerun that skips every finished step. The figures are
 meaningless after 3 iterations; the test checks that every step ran and produced what the next one
-needs.
+needs. A second run takes the generator's cue file instead (CUES=generator) through stage 1.
 """
 import json
 import os
@@ -20,13 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES, VAL_IMAGES = 10, 4
 
 
-def run_pipeline(run_dir, *steps):
+def run_pipeline(run_dir, *steps, cues=None):
     env = dict(os.environ, EXP="demo", RUN_DIR=str(run_dir), DEMO_TRAIN=str(TRAIN_IMAGES),
-               DEMO_VAL=str(VAL_IMAGES), STAGE1_ITERS="3", STAGE2_ITERS="3", LOG_EVERY="1",
+               DEMO_VAL=str(VAL_IMAGES), STAGE1_ITERS="3", STAGE2_ITERS="3", CAM_ITERS="3", LOG_EVERY="1",
                DSRG_SKIP_SETUP="1", GPU="")
     env.pop("PASCAL_DIR", None)
     env.pop("CUES", None)
     env.pop("INIT_WEIGHTS", None)
+    if cues is not None:
+        env["CUES"] = cues
     result = subprocess.run(["bash", str(REPO / "run.sh"), *steps], env=env, cwd=REPO,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"run.sh {' '.join(steps)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
@@ -46,7 +49,8 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
     assert 0.0 <= final["miou"] <= 100.0
 
     for name in ("stage1_train.prototxt", "stage1_solver.prototxt", "stage2_train.prototxt",
-                 "stage2_solver.prototxt", "deploy.prototxt"):
+                 "stage2_solver.prototxt", "deploy.prototxt", "cam_train.prototxt", "cam_deploy.prototxt",
+                 "cam_solver.prototxt"):
         assert not re.search(r"\$\{[A-Za-z_]\w*\}", (run_dir / "prototxt" / name).read_text()), name
     assert (run_dir / "prototxt" / "config.sh").is_file()
     assert str(run_dir / "data" / "JPEGImages") in (run_dir / "prototxt" / "stage1_train.prototxt").read_text()
@@ -54,7 +58,21 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
         assert (run_dir / "env" / name).stat().st_size > 0
     assert "EXP=demo" in (run_dir / "env" / "environment.txt").read_text()
 
-    for stage in ("stage1", "stage2"):
+    # label-only by default: no generator cues; the cue file comes from the CAM net and the saliency maps
+    assert not (run_dir / "data" / "localization_cues.pickle.gz").exists()
+    cue_file = run_dir / "cues" / "localization_cues.pickle.gz"
+    assert str(cue_file) in (run_dir / "prototxt" / "stage1_train.prototxt").read_text()
+    labels = (run_dir / "data" / "lists" / "image_labels.txt").read_text().splitlines()
+    assert len(labels) == TRAIN_IMAGES
+    from dsrg.cues import load_cues
+    mapping = load_cues(cue_file)
+    assert len(mapping) == 2 * TRAIN_IMAGES
+    first_id, *first_labels = labels[0].split()
+    assert mapping["0_labels"].tolist() == [int(label) for label in first_labels]
+    heatmaps = np.load(run_dir / "cams" / f"{first_id}.npy")
+    assert heatmaps.shape == (6, 21, 21)
+    assert len(list((run_dir / "saliency").glob("*.png"))) == TRAIN_IMAGES
+    for stage in ("stage1", "stage2", "cam"):
         done = json.loads((run_dir / stage / "train_done.json").read_text())
         assert done["iterations"] == 3
         assert (run_dir / stage / "final.caffemodel").stat().st_size > 0
@@ -94,11 +112,21 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
         assert 0.0 <= json.loads((run_dir / name).read_text())["miou"] <= 100.0
     assert list((run_dir / "panels_val").glob("*.png"))
     steps = [line.split("\t")[0] for line in (run_dir / "step_times.tsv").read_text().splitlines()]
-    assert steps == ["setup", "data", "prepare", "stage1", "seeds", "pseudo", "stage2list", "stage2", "test",
+    assert steps == ["setup", "data", "prepare", "cues", "stage1", "seeds", "pseudo", "stage2list", "stage2", "test",
                      "evaluate", "visualize"]
 
     started = time.time()
     rerun = run_pipeline(run_dir)
     assert time.time() - started < max(30.0, first_run / 2)
-    assert rerun.stderr.count("finished before, skipped") == 10
+    assert rerun.stderr.count("finished before, skipped") == 11
     assert rerun.stdout.strip().splitlines()[-1] == lines[-1]
+
+
+def test_run_sh_with_the_generators_cues(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_pipeline(run_dir, "data", "prepare", "cues", "stage1", cues="generator")
+    cue_file = run_dir / "data" / "localization_cues.pickle.gz"
+    assert cue_file.is_file() and not (run_dir / "cues").exists() and not (run_dir / "cam").exists()
+    assert f"cue file {cue_file} is used; nothing to make" in result.stderr
+    assert str(cue_file) in (run_dir / "prototxt" / "stage1_train.prototxt").read_text()
+    assert json.loads((run_dir / "stage1" / "train_done.json").read_text())["iterations"] == 3

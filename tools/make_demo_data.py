@@ -7,7 +7,9 @@ Output under --out:
   JPEGImages/<id>.jpg, SegmentationClass/<id>.png (palette PNG, 255 = boundary band / ignore),
   lists/input_list.txt ("<id>.jpg <index>" for the train images; index = cue index),
   lists/train_id.txt, lists/val_id.txt, classes.txt (background first),
-  localization_cues.pickle.gz (official SEC/DSRG format, cue grid --cue-size),
+  lists/image_labels.txt (the train images' image-level labels, '<id> <class> ...', dsrg.imagelabels),
+  localization_cues.pickle.gz (the generator's cues, official SEC/DSRG format, cue grid --cue-size;
+  not written with --no-cues, for runs that make their cues from the image labels),
   dataset.json (class names, sizes, counts, seed, and the cues' quality against the ground truth).
 dataset.json is written last: when it exists with the same arguments the run is skipped; with other
 arguments it is an error (use another --out). The same arguments give byte-identical files.
@@ -22,6 +24,7 @@ from PIL import Image
 
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_save_label_png, atomic_write_bytes, atomic_write_json, atomic_write_text
+from dsrg.imagelabels import write_image_labels
 from dsrg.progress import progress as show_progress
 from dsrg.seeds import SeedQuality, format_seed_table, labels_to_seed_masks, sample_labels_on_grid
 from dsrg.synthetic import CLASS_NAMES, generate_split
@@ -39,6 +42,8 @@ def parse_args(argv):
     parser.add_argument("--size", type=int, default=160, help="image side in pixels (default 160)")
     parser.add_argument("--cue-size", type=int, default=21,
                         help="cue grid side (default 21: the demo net's score map for a 161-pixel input)")
+    parser.add_argument("--no-cues", action="store_true",
+                        help="do not write the generator's cue file (the images and labels stay identical)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.train < 1 or args.val < 0 or args.size < 32 or args.cue_size < 2:
@@ -56,10 +61,10 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     settings = {"seed": args.seed, "train": args.train, "val": args.val, "size": args.size,
-                "cue_size": args.cue_size}
+                "cue_size": args.cue_size, "generator_cues": not args.no_cues}
     marker = out / "dataset.json"
     if marker.is_file():
-        existing = json.loads(marker.read_text())
+        existing = {"generator_cues": True, **json.loads(marker.read_text())}
         if {key: existing.get(key) for key in settings} == settings:
             print(f"{out}: demo data set already complete ({marker}), skipping")
             return existing
@@ -89,7 +94,10 @@ def main(argv=None):
     atomic_write_text(lists / "train_id.txt", "".join(f"{name}\n" for name in ids["train"]))
     atomic_write_text(lists / "val_id.txt", "".join(f"{name}\n" for name in ids["val"]))
     atomic_write_text(out / "classes.txt", "".join(f"{name}\n" for name in CLASS_NAMES))
-    save_cues(out / CUE_FILE, cue_mapping)
+    write_image_labels(lists / "image_labels.txt",
+                       {name: cue_mapping[f"{index}_labels"] for index, name in enumerate(ids["train"])})
+    if not args.no_cues:
+        save_cues(out / CUE_FILE, cue_mapping)
     cue_summary = quality.summary(CLASS_NAMES)
     if not args.quiet:
         print(format_seed_table(cue_summary, "synthetic cues"))
@@ -100,7 +108,8 @@ def main(argv=None):
         "image_size": [args.size, args.size],
         "cue_grid": [args.cue_size, args.cue_size],
         "cue_alignment": "cue (row, col) = image pixel (row*(S-1)/(g-1), col*(S-1)/(g-1)), aligned corners",
-        "cue_file": CUE_FILE,
+        "cue_file": None if args.no_cues else CUE_FILE,
+        "image_labels": "lists/image_labels.txt",
         "ignore_label": 255,
         "cue_quality": {key: value for key, value in cue_summary.items() if key != "seed_confusion"},
     }

@@ -29,7 +29,6 @@ from dsrg.fileio import atomic_write_text
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 FORBIDDEN_CHARACTERS = set("'\"\\\n\r")
-ESCAPE = re.compile(r"\\(.)")
 
 
 def parse_args(argv):
@@ -108,12 +107,7 @@ def edited_prototxt(path, text, edits, edit_names):
         raise ValueError(f"render_experiment.py: {path} is not a valid {type(message).__name__}: {error}") from error
     netedit.apply_edits(message, edits, path.name)
     header = f"# {path.name}, rendered by tools/render_experiment.py with the edits in {', '.join(edit_names)}\n"
-    return header + unescape_single_quotes(text_format.MessageToString(message))
-
-
-def unescape_single_quotes(text):
-    """protobuf writes ' inside "..." strings as \\'; Caffe reads a plain ' just as well, and people read it better."""
-    return ESCAPE.sub(lambda match: "'" if match.group(1) == "'" else match.group(0), text)
+    return header + netedit.message_text(message)
 
 
 def render_experiment(exp_dir, out_dir, values, allow_unused=False, edit_files=()):

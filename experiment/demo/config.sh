@@ -15,6 +15,11 @@ INPUT_LIST_NAME=lists/input_list.txt
 TRAIN_IDS_NAME=lists/train_id.txt
 VAL_IDS_NAME=lists/val_id.txt
 CUE_FILE_NAMES="localization_cues.pickle.gz"
+# Cues from the image labels only (run.sh step cues: the CAM net cam_*.prototxt, MB+ saliency, the cue
+# file in $RUN_DIR/cues); CUES=generator takes the synthetic generator's cue file instead.
+CUES_DEFAULT=generate
+SALIENCY_METHOD=${SALIENCY_METHOD:-mbplus}
+CAM_ITERS=${CAM_ITERS:-}
 CLASSES_NAME=classes.txt
 # Multi-scale inference: stage-1 model on square warps, final model relative to the image size.
 STAGE1_SCALES=121,161,201

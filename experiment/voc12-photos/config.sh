@@ -9,7 +9,7 @@
 # section gives the measured time and effect of each.
 DATA_KIND=voc
 TEMPLATE=voc12-vgg16
-EDITS=photos.edits
+EDITS="photos.edits cam.edits"
 NUM_CLASSES=21
 # 161×161 warps give a 21×21 score grid [321 → 41]: a quarter of the pixels, so about a quarter of
 # the cost per image. The cue file stays on its 41×41 grid; AnnotationLayer takes every second cell.

@@ -29,6 +29,7 @@ from google.protobuf import text_format
 from google.protobuf.descriptor import FieldDescriptor
 
 _PART = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+|\*)\])?$")
+_ESCAPE = re.compile(r"\\(.)")
 DELETE = "delete"
 TOP_LEVEL = "-"
 
@@ -174,3 +175,13 @@ def apply_edits(message, edits, file_name):
                           edit.field_path)
         applied += 1
     return applied
+
+
+def unescape_single_quotes(text):
+    """protobuf writes ' inside "..." strings as \\'; Caffe reads a plain ' just as well, and people read it better."""
+    return _ESCAPE.sub(lambda match: "'" if match.group(1) == "'" else match.group(0), text)
+
+
+def message_text(message):
+    """A protobuf message (a net, a solver) as prototxt text, single quotes unescaped."""
+    return unescape_single_quotes(text_format.MessageToString(message))

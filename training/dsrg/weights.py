@@ -1,4 +1,4 @@
-"""ImageNet VGG16 parameters for the DeepLab VGG16 nets, from published parameter files (numpy only).
+"""ImageNet VGG16 and ResNet-101 parameters for the DeepLab nets, from published parameter files (numpy only).
 
 Every source is turned into the same form, SourceWeights: {Caffe layer name: SourceLayer} holding
 the weight in Caffe's layout (out × in × kh × kw, float32), the bias and where in the source file
@@ -17,7 +17,11 @@ Sources:
 - `torchvision-vgg16`: torchvision's `vgg16` state dict (RGB in 0..1, normalised by the ImageNet
   mean / std); its input normalisation is folded into conv1_1 (`fold_torchvision_normalisation`).
 
-Both ImageNet classifiers get DeepLab's "20M" reduction of fc6 / fc7 to 1024 channels
+- `deeplab-resnet101` / `torchvision-resnet101`: the ResNet-101 trunk of DeepLab-v2's init.caffemodel
+  (by name) or of torchvision's resnet101 state dict (`torchvision_resnet_layers`), as SourceBlobs
+  (Convolution, BatchNorm, Scale) under dsrg.resnet's names.
+
+Both VGG16 ImageNet classifiers get DeepLab's "20M" reduction of fc6 / fc7 to 1024 channels
 (`reduce_fc6_20m`, `reduce_fc7_20m`), the form DeepLab-LargeFOV and DSRG start from.
 """
 import hashlib
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dsrg import resnet
 from dsrg.voc import MEAN_BGR
 
 # (block, number of conv layers) of VGG16's conv trunk; Caffe names conv<block>_<k>.
@@ -66,6 +71,7 @@ class SourceLayer:
     weight: np.ndarray
     bias: np.ndarray
     key: str
+    layer_type = "Convolution"
 
     @property
     def blobs(self):
@@ -73,11 +79,26 @@ class SourceLayer:
 
 
 @dataclass(frozen=True)
+class SourceBlobs:
+    """One layer's parameter blobs as Caffe holds them for `layer_type`: a Convolution without bias
+    (weight), a BatchNorm (mean, variance, scale factor) or a Scale (gamma, beta); float32."""
+
+    blobs: tuple
+    key: str
+    layer_type: str
+
+
+@dataclass(frozen=True)
 class SourceWeights:
-    """What a parameter file gives: {Caffe layer name: SourceLayer}, and the file's entries no layer takes."""
+    """What a parameter file gives: {Caffe layer name: SourceLayer or SourceBlobs}, and the file's entries
+    no layer takes. A source with a `trunk` pattern must fit the net exactly: every net layer whose name
+    matches it needs the source's parameters and every source layer needs a net layer of its name.
+    `variant` names the dsrg.resnet variant the source's parameters compute the right function in."""
 
     layers: dict
     unused: tuple
+    trunk: re.Pattern | None = None
+    variant: str | None = None
 
 
 def source_layer(weight, bias, key):
@@ -288,3 +309,77 @@ def torchvision_vgg16_layers(state_dict, mean_bgr=MEAN_BGR):
     layers.update(reduced_fc_layers(*pair(fc6), *pair(fc7), f"{fc6}.weight/bias", f"{fc7}.weight/bias"))
     used = {f"{prefix}.{part}" for prefix in wanted for part in ("weight", "bias")}
     return SourceWeights(layers, tuple(key for key in state_dict if key not in used))
+
+
+# ------------------------------------------------------------------------ ResNet-101 (dsrg.resnet)
+
+
+def blobs_for(layer_type, arrays, key):
+    """SourceBlobs of float32 arrays; a BatchNorm's and a Scale's blobs flattened to vectors (old files
+    keep them as 1 × C × 1 × 1)."""
+    arrays = [np.asarray(array, dtype=np.float32) for array in arrays]
+    if layer_type != "Convolution":
+        arrays = [np.reshape(array, -1) for array in arrays]
+    return SourceBlobs(tuple(np.ascontiguousarray(array) for array in arrays), key, layer_type)
+
+
+def deeplab_resnet101_layers(blobs_by_layer):
+    """Every ResNet trunk layer of DeepLab-v2's init.caffemodel (MSRA's Caffe ImageNet ResNet-101: conv1,
+    bn_conv1, scale_conv1, res2a_branch1 …), by name and as they are, from {layer name: [arrays]}. The
+    other layers with blobs (fc1000) are reported as unused."""
+    layers, unused = {}, []
+    for name, arrays in blobs_by_layer.items():
+        if not arrays:
+            continue
+        if not resnet.is_trunk_layer(name):
+            unused.append(name)
+            continue
+        layers[name] = blobs_for(resnet.trunk_layer_type(name), arrays, f"{name} ({len(arrays)} blobs)")
+    if not layers:
+        raise WeightsError("the caffemodel has no ResNet layer (conv1, bn_conv1, res2a_branch1, …): "
+                           "not an MSRA / DeepLab ResNet model")
+    return SourceWeights(layers, tuple(unused), trunk=resnet.TRUNK_LAYER, variant="msra")
+
+
+def torchvision_resnet_layers(state_dict, mean_bgr=MEAN_BGR):
+    """The ResNet trunk of a torchvision resnet state dict ({key: numpy array}) under Caffe's names.
+
+    Convolutions as they are (torchvision's have no bias); each BatchNorm2d becomes a Caffe BatchNorm
+    (running mean, running variance, scale factor 1; both use eps 1e-5) and a Scale (weight, bias).
+    torchvision's RGB/255 mean/std normalisation is folded into conv1 (`fold_torchvision_normalisation`);
+    conv1 has no bias in Caffe either, so the folded bias b' goes into bn_conv1: BN(conv + b') is BN
+    with mean − b'. fc.* and num_batches_tracked are unused. Blocks are named as the state dict holds
+    them, so a deeper or shallower ResNet's extra or missing blocks show up by name."""
+    counts = resnet.torchvision_stage_counts(state_dict)
+    modules = sorted({key.rsplit(".", 1)[0] for key in state_dict})
+    layers, used = {}, set()
+    for module in modules:
+        conv = resnet.torchvision_module_to_conv(module, counts)
+        if conv is None:
+            continue
+        if resnet.is_torchvision_norm(module):
+            parts = ("running_mean", "running_var", "weight", "bias")
+            missing = [f"{module}.{part}" for part in parts if f"{module}.{part}" not in state_dict]
+            if missing:
+                raise WeightsError(f"the state dict lacks {', '.join(missing)}: not a torchvision resnet state dict")
+            mean, variance, gamma, beta = (state_dict[f"{module}.{part}"] for part in parts)
+            bn_name, scale_name = resnet.norm_names(conv)
+            layers[bn_name] = blobs_for("BatchNorm", (mean, variance, [1.0]),
+                                        f"{module}.running_mean/running_var (scale factor 1)")
+            layers[scale_name] = blobs_for("Scale", (gamma, beta), f"{module}.weight/bias")
+            used.update(f"{module}.{part}" for part in parts)
+        elif f"{module}.weight" in state_dict:
+            layers[conv] = blobs_for("Convolution", (state_dict[f"{module}.weight"],), f"{module}.weight")
+            used.add(f"{module}.weight")
+    missing = [key for key in ("conv1.weight", "bn1.running_mean") if key not in used]
+    if missing:
+        raise WeightsError(f"the state dict lacks {', '.join(missing)}: not a torchvision resnet state dict")
+    folded_weight, folded_bias = fold_torchvision_normalisation(
+        state_dict["conv1.weight"], np.zeros(state_dict["conv1.weight"].shape[0]), mean_bgr)
+    layers["conv1"] = blobs_for("Convolution", (folded_weight,),
+                                "conv1.weight (RGB/255 normalisation folded: BGR minus mean)")
+    mean, variance, factor = layers["bn_conv1"].blobs
+    layers["bn_conv1"] = blobs_for("BatchNorm", (mean - folded_bias, variance, factor),
+                                   "bn1.running_mean/running_var (scale factor 1; minus conv1's folded bias)")
+    return SourceWeights(layers, tuple(key for key in state_dict if key not in used), trunk=resnet.TRUNK_LAYER,
+                         variant="torchvision")

@@ -9,6 +9,7 @@ from pylayers.layers import (
     CRFLayer,
     DSRGLayer,
     ExpandLossLayer,
+    ImageLabelLayer,
     SeedLossLayer,
     SoftmaxLayer,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "CRFLayer",
     "DSRGLayer",
     "ExpandLossLayer",
+    "ImageLabelLayer",
     "SeedLossLayer",
     "SoftmaxLayer",
 ]

@@ -11,7 +11,9 @@ import numpy as np
 from dsrg import crf, losses
 from dsrg.cues import annotation_batch, image_index_from_label, load_cues
 from dsrg.growing import grow_cues
+from dsrg.imagelabels import read_image_labels
 from dsrg.params import REQUIRED, parse_param_str
+from dsrg.seeds import read_indexed_list
 from dsrg.softmax import floor_probs, plain_softmax, softmax_backward_from_plain
 from dsrg.voc import NUM_CLASSES
 
@@ -281,6 +283,54 @@ class AnnotationLayer(_CheckedLayer):
         top[0].data[...] = labels
         top[1].data[...] = cues
         top[2].data[...] = images
+
+    def backward(self, top, propagate_down, bottom):
+        self.zero_diffs(propagate_down, bottom, range(len(bottom)))
+
+
+class ImageLabelLayer(_CheckedLayer):
+    """Multi-hot foreground labels for a CAM net: [image ids N (ImageData's label)] -> [labels N×(C-1)].
+
+    labels[n, c-1] = 1 when foreground class c (1..C-1) is among the image's labels, else 0: the
+    targets of a multi-label SigmoidCrossEntropyLoss on the C-1 class scores (SEC's localisation net).
+    The image of index i is the image on the line of `input_list` whose second column is i (what
+    ImageData passes on), and its labels are read from `labels` (dsrg.imagelabels format).
+
+    param_str: 'labels' (image label file, required), 'input_list' ("<id>.jpg <index>" lines,
+    required), 'num_classes' (C, background included; 21).
+    """
+
+    bottom_names = ("image_ids",)
+    top_names = ("labels",)
+    param_schema = {
+        "labels": (str, REQUIRED),
+        "input_list": (str, REQUIRED),
+        "num_classes": (int, NUM_CLASSES),
+    }
+
+    def configure(self, bottom, top):
+        labels_by_id = read_image_labels(self.params["labels"], self.params["num_classes"])
+        self.targets = {}
+        for image_id, index in read_indexed_list(self.params["input_list"]):
+            if image_id not in labels_by_id:
+                raise ValueError(f"{self.layer_name}: image {image_id} of {self.params['input_list']} has no "
+                                 f"line in the label file {self.params['labels']}")
+            target = np.zeros(self.params["num_classes"] - 1, dtype=np.float32)
+            target[labels_by_id[image_id] - 1] = 1.0
+            self.targets[index] = target
+
+    def reshape(self, bottom, top):
+        num_images = bottom[0].data.shape[0] if bottom[0].data.ndim else 0
+        if bottom[0].data.size != num_images:
+            raise self.shape_error(0, "N image indices", bottom[0].data.shape)
+        top[0].reshape(num_images, self.params["num_classes"] - 1)
+
+    def forward(self, bottom, top):
+        for position, value in enumerate(bottom[0].data.reshape(-1)):
+            index = image_index_from_label(value, f"{self.layer_name} bottom 0 (image_ids)")
+            if index not in self.targets:
+                raise KeyError(f"{self.layer_name}: image index {index} is not in {self.params['input_list']}")
+            top[0].data[position] = self.targets[index]
 
     def backward(self, top, propagate_down, bottom):
         self.zero_diffs(propagate_down, bottom, range(len(bottom)))
