@@ -18,7 +18,7 @@
 #                 SegmentationClassAug/, lists/, the cue file)
 #   CUES          the localization cues: a cue file; `generate` (step cues makes them from the image labels:
 #                 CAM foreground + saliency background, into $RUN_DIR/cues/); `generator` (demo: the
-#                 synthetic generator's cue file). Default: the experiment's CUES_DEFAULT (demo: generate),
+#                 synthetic generator's cue file). Default: the experiment's CUES_DEFAULT (demo: generator),
 #                 else the first of its CUE_FILE_NAMES in $PASCAL_DIR
 #   CAM_ITERS, SALIENCY_METHOD  CAM training iterations (default: cam_solver's max_iter) and saliency
 #                 method of the generated cues (default: the experiment's, else mbplus)

@@ -1,11 +1,12 @@
 """End-to-end smoke test of run.sh on a handful of synthetic images with a few iterations per stage.
 
-data (images and image labels only) -> prototxt rendering -> cues from the image labels (CAM net,
+data (images and image labels only, CUES=generate) -> prototxt rendering -> cues from the image labels (CAM net,
 3 iterations; heatmaps; saliency; cue file) -> stage 1 (3 iterations) -> grown seeds + seed quality -> pseudo labels
 (multi-scale + CRF, image labels only) -> stage-2 list -> stage 2 (3 iterations) -> multi-scale test
 -> evaluation -> panels -> summary; then a rerun that skips every finished step. The figures are
 meaningless after 3 iterations; the test checks that every step ran and produced what the next one
-needs. A second run takes the generator's cue file instead (CUES=generator) through stage 1.
+needs. This first run sets CUES=generate; a second run, with CUES unset, takes the
+generator's cue file (the demo's default, CUES_DEFAULT=generator) through stage 1.
 """
 import json
 import os
@@ -39,7 +40,7 @@ def run_pipeline(run_dir, *steps, cues=None):
 def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
     run_dir = tmp_path / "run"
     started = time.time()
-    result = run_pipeline(run_dir)
+    result = run_pipeline(run_dir, cues="generate")
     first_run = time.time() - started
 
     lines = result.stdout.strip().splitlines()
@@ -58,7 +59,7 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
         assert (run_dir / "env" / name).stat().st_size > 0
     assert "EXP=demo" in (run_dir / "env" / "environment.txt").read_text()
 
-    # label-only by default: no generator cues; the cue file comes from the CAM net and the saliency maps
+    # label-only with CUES=generate: no generator cues; the cue file comes from the CAM net and the saliency maps
     assert not (run_dir / "data" / "localization_cues.pickle.gz").exists()
     cue_file = run_dir / "cues" / "localization_cues.pickle.gz"
     assert str(cue_file) in (run_dir / "prototxt" / "stage1_train.prototxt").read_text()
@@ -116,7 +117,7 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
                      "evaluate", "visualize"]
 
     started = time.time()
-    rerun = run_pipeline(run_dir)
+    rerun = run_pipeline(run_dir, cues="generate")
     assert time.time() - started < max(30.0, first_run / 2)
     assert rerun.stderr.count("finished before, skipped") == 11
     assert rerun.stdout.strip().splitlines()[-1] == lines[-1]
@@ -124,7 +125,8 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
 
 def test_run_sh_with_the_generators_cues(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_pipeline(run_dir, "data", "prepare", "cues", "stage1", cues="generator")
+    # no CUES: the demo's default, CUES_DEFAULT=generator
+    result = run_pipeline(run_dir, "data", "prepare", "cues", "stage1")
     cue_file = run_dir / "data" / "localization_cues.pickle.gz"
     assert cue_file.is_file() and not (run_dir / "cues").exists() and not (run_dir / "cam").exists()
     assert f"cue file {cue_file} is used; nothing to make" in result.stderr
