@@ -31,17 +31,17 @@ runtime_packages() {
   prefix=$(caffe_prefix)
   local objects=("$prefix/bin/caffe" "$(realpath "$REPO/.venv/bin/python")")
   mapfile -t -O "${#objects[@]}" objects < <(find "$prefix/lib" "$REPO/.venv/lib" -name '*.so*' -type f)
-  local libraries missing bundled
+  local libraries missing bundled resolved
+  resolved=$(for object in "${objects[@]}"; do ldd "$object" 2>/dev/null; done)
   # ldd prints "name => path (address)"; a library no path resolves to is an error, except libcuda
   # (the driver, which the host's NVIDIA container runtime provides and cudart loads on demand) and
   # the libraries wheels bundle (numpy.libs/, scipy.libs/ ...), which ldd cannot resolve when it reads
   # one of them alone: the loader finds them through the extension module that loads them.
   bundled=$(printf '%s\n' "${objects[@]}" | xargs -n 1 basename | sort -u)
-  missing=$(for object in "${objects[@]}"; do ldd "$object" 2>/dev/null; done | awk '/=> not found/ {print $1}' \
+  missing=$(awk '/=> not found/ {print $1}' <<<"$resolved" \
     | sort -u | grep -v '^libcuda\.so' | grep -vxF -f <(echo "$bundled") || true)
   [[ -z $missing ]] || die "libraries no path resolves to: $(echo $missing)"
-  libraries=$(for object in "${objects[@]}"; do ldd "$object" 2>/dev/null; done \
-    | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u | xargs -r realpath | sort -u)
+  libraries=$(awk '$2 == "=>" && $3 ~ /^\// {print $3}' <<<"$resolved" | sort -u | xargs -r realpath | sort -u)
   # Libraries under the cache (cuBLAS, cuRAND, cudart from PyPI) or bundled by wheels belong to no package.
   local tmp
   tmp=$(mktemp)
