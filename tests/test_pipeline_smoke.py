@@ -1,12 +1,12 @@
 """End-to-end smoke test of run.sh on a handful of synthetic images with a few iterations per stage.
 
-data (images and image labels only, CUES=generate) -> prototxt rendering -> cues from the image labels (CAM net,
+data (images and image labels only: the demo's default, CUES_DEFAULT=generate) -> prototxt rendering -> cues from the image labels (CAM net,
 3 iterations; heatmaps; saliency; cue file) -> stage 1 (3 iterations) -> grown seeds + seed quality -> pseudo labels
 (multi-scale + CRF, image labels only) -> stage-2 list -> stage 2 (3 iterations) -> multi-scale test
 -> evaluation -> panels -> summary; then a rerun that skips every finished step. The figures are
 meaningless after 3 iterations; the test checks that every step ran and produced what the next one
-needs. This first run sets CUES=generate; a second run, with CUES unset, takes the
-generator's cue file (the demo's default, CUES_DEFAULT=generator) through stage 1.
+needs. This first run leaves CUES unset; a second run, with CUES=generator, takes the generator's
+cue file through stage 1.
 """
 import json
 import os
@@ -40,7 +40,7 @@ def run_pipeline(run_dir, *steps, cues=None):
 def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
     run_dir = tmp_path / "run"
     started = time.time()
-    result = run_pipeline(run_dir, cues="generate")
+    result = run_pipeline(run_dir)
     first_run = time.time() - started
 
     lines = result.stdout.strip().splitlines()
@@ -59,9 +59,13 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
         assert (run_dir / "env" / name).stat().st_size > 0
     assert "EXP=demo" in (run_dir / "env" / "environment.txt").read_text()
 
-    # label-only with CUES=generate: no generator cues; the cue file comes from the CAM net and the saliency maps
+    # label-only by default: no generator cues; the cue file comes from the CAM net and the saliency maps, with
+    # the demo's foreground threshold (config.sh) and DSRG's background threshold
     assert not (run_dir / "data" / "localization_cues.pickle.gz").exists()
     cue_file = run_dir / "cues" / "localization_cues.pickle.gz"
+    cue_settings = json.loads(cue_file.with_name(cue_file.name + ".json").read_text())["settings"]
+    assert (cue_settings["fg_threshold"], cue_settings["bg_threshold"]) == (0.6, 0.06)
+    assert "CAM_FG_THRESHOLD=0.6" in (run_dir / "env" / "environment.txt").read_text()
     assert str(cue_file) in (run_dir / "prototxt" / "stage1_train.prototxt").read_text()
     labels = (run_dir / "data" / "lists" / "image_labels.txt").read_text().splitlines()
     assert len(labels) == TRAIN_IMAGES
@@ -69,6 +73,7 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
     mapping = load_cues(cue_file)
     assert len(mapping) == 2 * TRAIN_IMAGES
     first_id, *first_labels = labels[0].split()
+    labels_by_id = {line.split()[0]: {int(label) for label in line.split()[1:]} for line in labels}
     assert mapping["0_labels"].tolist() == [int(label) for label in first_labels]
     heatmaps = np.load(run_dir / "cams" / f"{first_id}.npy")
     assert heatmaps.shape == (6, 21, 21)
@@ -100,11 +105,13 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
             pseudo = np.asarray(label)
         with Image.open(run_dir / "data" / "JPEGImages" / f"{image_name}.jpg") as image:
             assert pseudo.shape == image.size[::-1]
-        assert set(np.unique(pseudo).tolist()) <= set(range(7))
-    # the release's rules by default: scores summed over the scales, plain argmax over every class
-    for folder in ("pseudo_labels", "val_stage1", "val_stage2"):
+        # the demo's pseudo labels keep to each image's labelled classes (PSEUDO_RESTRICT=1 in its config.sh)
+        assert set(np.unique(pseudo).tolist()) <= {0, *labels_by_id[image_name]}
+    # scores summed over the scales (the release's rule); the argmax over every class on val, and over the
+    # image's labelled classes for the pseudo labels
+    for folder, restrict in (("pseudo_labels", str(cue_file)), ("val_stage1", None), ("val_stage2", None)):
         config = json.loads((run_dir / folder / "infer_config.json").read_text())
-        assert (config["fuse"], config["restrict_to_labels"], config["crf"]) == ("scores", None, True)
+        assert (config["fuse"], config["restrict_to_labels"], config["crf"]) == ("scores", restrict, True)
     listed = (run_dir / "stage2_train.txt").read_text().splitlines()
     assert len(listed) == TRAIN_IMAGES and all(Path("/", line.split()[1]).is_file() for line in listed)
     for folder in ("val_stage1", "val_stage2"):
@@ -117,7 +124,7 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
                      "evaluate", "visualize"]
 
     started = time.time()
-    rerun = run_pipeline(run_dir, cues="generate")
+    rerun = run_pipeline(run_dir)
     assert time.time() - started < max(30.0, first_run / 2)
     assert rerun.stderr.count("finished before, skipped") == 11
     assert rerun.stdout.strip().splitlines()[-1] == lines[-1]
@@ -125,8 +132,7 @@ def test_run_sh_end_to_end_on_a_few_synthetic_images(tmp_path):
 
 def test_run_sh_with_the_generators_cues(tmp_path):
     run_dir = tmp_path / "run"
-    # no CUES: the demo's default, CUES_DEFAULT=generator
-    result = run_pipeline(run_dir, "data", "prepare", "cues", "stage1")
+    result = run_pipeline(run_dir, "data", "prepare", "cues", "stage1", cues="generator")
     cue_file = run_dir / "data" / "localization_cues.pickle.gz"
     assert cue_file.is_file() and not (run_dir / "cues").exists() and not (run_dir / "cam").exists()
     assert f"cue file {cue_file} is used; nothing to make" in result.stderr

@@ -60,6 +60,19 @@ def test_layout_lists_and_dataset_json(demo):
             assert label.mode == "P" and label.size == (96, 96)
 
 
+def test_no_cues_writes_the_same_images_and_labels_and_no_cue_file(demo, tmp_path, capsys):
+    out = tmp_path / "labels-only"
+    make_demo_data.main(["--out", str(out), "--seed", "7", "--no-cues"] + SMALL[:-1])
+    assert "synthetic cues" not in capsys.readouterr().out
+    written, with_cues = _files(out), _files(demo)
+    assert "localization_cues.pickle.gz" not in written
+    for name, data in written.items():
+        if name != "dataset.json":
+            assert with_cues[name] == data, name
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["cue_file"] is None and info["cue_quality"] is None and info["generator_cues"] is False
+
+
 def test_cue_file_round_trip_agrees_with_the_ground_truth(demo):
     cues = load_cues(demo / "localization_cues.pickle.gz")
     train_ids = (demo / "lists" / "train_id.txt").read_text().split()

@@ -99,7 +99,7 @@ def main(argv=None):
     if not args.no_cues:
         save_cues(out / CUE_FILE, cue_mapping)
     cue_summary = quality.summary(CLASS_NAMES)
-    if not args.quiet:
+    if not args.quiet and not args.no_cues:
         print(format_seed_table(cue_summary, "synthetic cues"))
     summary = {
         **settings,
@@ -111,7 +111,8 @@ def main(argv=None):
         "cue_file": None if args.no_cues else CUE_FILE,
         "image_labels": "lists/image_labels.txt",
         "ignore_label": 255,
-        "cue_quality": {key: value for key, value in cue_summary.items() if key != "seed_confusion"},
+        "cue_quality": None if args.no_cues else {key: value for key, value in cue_summary.items()
+                                                  if key != "seed_confusion"},
     }
     atomic_write_json(marker, summary)
     return summary
