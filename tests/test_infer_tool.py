@@ -22,3 +22,21 @@ def test_release_defaults_and_refusal_of_a_folder_made_with_other_settings(tmp_p
     with pytest.raises(ValueError, match=r"holds outputs made with other settings \(fuse: 'scores' before, "
                                          r"'probs' now\); choose another --out"):
         infer.check_folder_settings(tmp_path, {**settings, "fuse": "probs"})
+
+
+def test_netio_names_the_tool_and_the_missing_file_and_imports_caffe_only_when_used(tmp_path):
+    import subprocess
+    import sys
+
+    from pylayers.netio import load_net
+
+    weights = tmp_path / "w.caffemodel"
+    weights.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"^extract_cams\.py: deploy prototxt not found: .*d\.prototxt$"):
+        load_net(tmp_path / "d.prototxt", weights, None, "extract_cams.py")
+    (tmp_path / "d.prototxt").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"^infer\.py: weights not found: .*x\.caffemodel$"):
+        load_net(tmp_path / "d.prototxt", tmp_path / "x.caffemodel", None, "infer.py")
+    probe = "import sys, pylayers.netio; print('caffe' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

@@ -23,6 +23,7 @@ import numpy as np
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_text
 from dsrg.progress import progress
+from pylayers.netio import use_caffe
 
 DSRG_LAYER = "DSRGLayer"
 
@@ -113,12 +114,7 @@ def main(argv=None):
     atomic_write_text(reduced_path, text_format.MessageToString(reduced))
     if not Path(args.weights).is_file():
         raise FileNotFoundError(f"dump_grown_seeds.py: weights not found: {args.weights}")
-    if args.gpu is not None:
-        caffe.set_device(args.gpu)
-        caffe.set_mode_gpu()
-    else:
-        caffe.set_mode_cpu()
-    net = caffe.Net(str(reduced_path), str(args.weights), caffe.TEST)
+    net = use_caffe(args.gpu).Net(str(reduced_path), str(args.weights), caffe.TEST)
 
     batches = math.ceil(len(image_ids) / args.batch_size)
     position = 0

@@ -16,7 +16,6 @@ Example:
       --ids runs/demo/data/lists/train_id.txt --out runs/demo/cams
 """
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from dsrg.fileio import atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import preprocess
 from dsrg.progress import progress
 from dsrg.voc import MEAN_BGR
+from pylayers.netio import load_net
 
 CONFIG_NAME = "cam_config.json"
 
@@ -46,14 +46,6 @@ def parse_args(argv):
     parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     return parser.parse_args(argv)
-
-
-def load_infer_tool():
-    """tools/infer.py as a module (its load_net: checks the files, picks CPU/GPU, opens the net)."""
-    spec = importlib.util.spec_from_file_location("dsrg_tool_infer", Path(__file__).with_name("infer.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def check_folder_settings(out, settings):
@@ -78,7 +70,7 @@ def main(argv=None):
           f"{len(todo)} to go")
     if not todo:
         return 0
-    net = load_infer_tool().load_net(args.deploy, args.weights, args.gpu)
+    net = load_net(args.deploy, args.weights, args.gpu, "extract_cams.py")
     for name, where in ((args.feature_blob, net.blobs), (args.classifier, net.params)):
         if name not in where:
             raise KeyError(f"extract_cams.py: {args.deploy} has no {'blob' if where is net.blobs else 'layer'} "

@@ -23,7 +23,6 @@ Examples:
 """
 import argparse
 import functools
-import os
 import sys
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_jso
 from dsrg.inference import FUSE_MODES, SCALE_MODES, predict
 from dsrg.progress import progress
 from dsrg.voc import MEAN_BGR
+from pylayers.netio import load_net
 
 DEFAULT_SCALES = {"warp": "241,321,401", "relative": "0.75,1,1.25"}
 
@@ -115,21 +115,6 @@ class CaffeForward:
         return self.net.blobs[self.score_blob].data[0].copy()
 
 
-def load_net(deploy, weights, gpu):
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-
-    for path, what in ((deploy, "deploy prototxt"), (weights, "weights")):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"infer.py: {what} not found: {path}")
-    if gpu is not None:
-        caffe.set_device(gpu)
-        caffe.set_mode_gpu()
-    else:
-        caffe.set_mode_cpu()
-    return caffe.Net(str(deploy), str(weights), caffe.TEST)
-
-
 CONFIG_NAME = "infer_config.json"
 
 
@@ -176,7 +161,7 @@ def main(argv=None):
     todo = [name for name in image_ids if not finished(name)]
     print(f"infer.py: {len(image_ids) - len(todo)} of {len(image_ids)} images already done; {len(todo)} to go")
     if todo:
-        net = load_net(args.deploy, args.weights, args.gpu)
+        net = load_net(args.deploy, args.weights, args.gpu, "infer.py")
         input_blob = args.input_blob or net.inputs[0]
         score_blob = args.score_blob or net.outputs[0]
         forward = CaffeForward(net, input_blob, score_blob)

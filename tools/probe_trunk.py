@@ -27,7 +27,6 @@ Example (the voc12-photos trunk on the shared photos):
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from dsrg.evaluation import read_image_ids, resolve_class_names
 from dsrg.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, read_rgb
 from dsrg.inference import preprocess
 from dsrg.probes import image_labels, image_probe, pixel_probe
+from pylayers.netio import use_caffe
 from dsrg.progress import progress
 from dsrg.seeds import sample_labels_on_grid
 from dsrg.segdata import read_label_map
@@ -86,17 +86,6 @@ def parse_args(argv):
     args.blobs = [blob for blob in args.blobs.split(",") if blob]
     return args
 
-
-def load_caffe(gpu):
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-
-    if gpu is not None:
-        caffe.set_device(gpu)
-        caffe.set_mode_gpu()
-    else:
-        caffe.set_mode_cpu()
-    return caffe
 
 
 def fill_he_normal(net, seed):
@@ -219,7 +208,7 @@ def main(argv=None):
     if out.is_file() and json.loads(out.read_text()).get("settings") == settings:
         print(f"probe_trunk.py: {out} already holds these probes; nothing to do")
         return 0
-    caffe = load_caffe(args.gpu)
+    caffe = use_caffe(args.gpu)
     rows, labels = [], {}
     for trunk, weights in trunks:
         train = cached_features(args, caffe, trunk, weights, "train", train_ids)

@@ -50,6 +50,7 @@ import numpy as np
 from dsrg.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dsrg.progress import progress as show_progress
 from dsrg.softmax import MIN_PROB
+from pylayers.netio import use_caffe
 
 LOG_NAME = "train_log.tsv"
 CURVE_NAME = "loss_curve.png"
@@ -347,11 +348,7 @@ def main(argv=None):
             print(f"train.py: {out} already holds a finished {max_iter}-iteration run; skipping")
             return 0
 
-    if args.gpu is not None:
-        caffe.set_device(args.gpu)
-        caffe.set_mode_gpu()
-    else:
-        caffe.set_mode_cpu()
+    use_caffe(args.gpu)
     try:
         solver = caffe.get_solver(str(out / "solver.prototxt"))
     except (RuntimeError, OSError, ValueError) as error:
