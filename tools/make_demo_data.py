@@ -84,10 +84,11 @@ def main(argv=None):
             if split == "train":
                 cue_mapping[f"{index}_labels"] = labels
                 cue_mapping[f"{index}_cues"] = cues
-                seed_map = np.full((args.cue_size, args.cue_size), 255, dtype=np.int64)
-                seed_map[cues[1], cues[2]] = cues[0]
-                quality.add(labels_to_seed_masks(seed_map, num_classes),
-                            sample_labels_on_grid(ground_truth, args.cue_size, args.cue_size), source=name)
+                if not args.no_cues:
+                    seed_map = np.full((args.cue_size, args.cue_size), 255, dtype=np.int64)
+                    seed_map[cues[1], cues[2]] = cues[0]
+                    quality.add(labels_to_seed_masks(seed_map, num_classes),
+                                sample_labels_on_grid(ground_truth, args.cue_size, args.cue_size), source=name)
 
     lists = out / "lists"
     atomic_write_text(lists / "input_list.txt", "".join(f"{name}.jpg {i}\n" for i, name in enumerate(ids["train"])))
@@ -96,11 +97,13 @@ def main(argv=None):
     atomic_write_text(out / "classes.txt", "".join(f"{name}\n" for name in CLASS_NAMES))
     write_image_labels(lists / "image_labels.txt",
                        {name: cue_mapping[f"{index}_labels"] for index, name in enumerate(ids["train"])})
+    cue_quality = None
     if not args.no_cues:
         save_cues(out / CUE_FILE, cue_mapping)
-    cue_summary = quality.summary(CLASS_NAMES)
-    if not args.quiet and not args.no_cues:
-        print(format_seed_table(cue_summary, "synthetic cues"))
+        cue_summary = quality.summary(CLASS_NAMES)
+        if not args.quiet:
+            print(format_seed_table(cue_summary, "synthetic cues"))
+        cue_quality = {key: value for key, value in cue_summary.items() if key != "seed_confusion"}
     summary = {
         **settings,
         "class_names": list(CLASS_NAMES),
@@ -111,8 +114,7 @@ def main(argv=None):
         "cue_file": None if args.no_cues else CUE_FILE,
         "image_labels": "lists/image_labels.txt",
         "ignore_label": 255,
-        "cue_quality": None if args.no_cues else {key: value for key, value in cue_summary.items()
-                                                  if key != "seed_confusion"},
+        "cue_quality": cue_quality,
     }
     atomic_write_json(marker, summary)
     return summary
