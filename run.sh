@@ -370,13 +370,17 @@ step_evaluate() {
   evaluate "$RUN_DIR/val_stage2" "$VAL_IDS" val_stage2
 }
 
+# The training panels take the first images of the training input list, at most SEEDS_LIMIT: step seeds
+# dumps the grown seeds of that list's first SEEDS_LIMIT images (the ids file may list them in another order).
 step_visualize() {
+  local train_panels=8
+  [[ -n $SEEDS_LIMIT ]] && ((SEEDS_LIMIT < train_panels)) && train_panels=$SEEDS_LIMIT
   "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/val_stage2" \
     --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$VAL_IDS" --limit 8 --out "$RUN_DIR/panels_val" \
     --grid "$RUN_DIR/panels_val.png"
   "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/pseudo_labels" \
     --cues "$(find_cues)" --input-list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" --grown-seeds "$RUN_DIR/grown_seeds" \
-    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_IDS" --limit 8 --out "$RUN_DIR/panels_train" \
+    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_INPUT_LIST" --limit "$train_panels" --out "$RUN_DIR/panels_train" \
     --grid "$RUN_DIR/panels_train.png"
 }
 

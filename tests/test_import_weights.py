@@ -30,7 +30,7 @@ INPUT_SIDE = 33
 # The narrow net's input: a 9×9 score grid, so that the dilation-6 branch uses fc6's off-centre taps.
 NARROW_INPUT_SIDE = 65
 SCORE_CLASSES = 21
-VGG16_WIDTHS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+VGG16_WIDTHS = weights.VGG16_WIDTHS
 FC_WIDTH = 4096
 # The deploy net's trunk after each block: (kernel, stride, pad) of its max pooling; conv5 dilated 2.
 DEEPLAB_POOLS = {1: (3, 2, 1), 2: (3, 2, 1), 3: (3, 2, 1), 4: (3, 1, 1), 5: (3, 1, 1)}

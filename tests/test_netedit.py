@@ -150,7 +150,8 @@ def test_voc12_photos_is_the_published_net_sized_for_the_cpu(tmp_path):
     for net_param in (stage1, stage2):
         for layer in net_param.layer:
             if layer.name.startswith("conv"):
-                assert [p.lr_mult for p in layer.param] == [0, 0], layer.name
+                learning = [1, 2] if layer.name.startswith("conv5_") else [0, 0]
+                assert [p.lr_mult for p in layer.param] == learning, layer.name
             if layer.name.startswith(("fc6_", "fc7_")):
                 assert layer.convolution_param.weight_filler.std == pytest.approx(0.01)
                 assert [p.lr_mult for p in layer.param] == [1, 2]

