@@ -109,3 +109,13 @@ def python_layer(name, layer, bottoms, tops, module="pylayers", param_str=None, 
         lines.append(f"  propagate_down: {int(flag)}")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def caffemodel_layers(path):
+    """{layer name: [arrays]} of a written caffemodel, read back with plain caffe_pb2."""
+    from caffe.proto import caffe_pb2
+
+    model = caffe_pb2.NetParameter()
+    model.ParseFromString(Path(path).read_bytes())
+    return {layer.name: [np.array(blob.data, np.float32).reshape(blob.shape.dim) for blob in layer.blobs]
+            for layer in model.layer}

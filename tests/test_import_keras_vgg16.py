@@ -18,7 +18,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from PIL import Image
 
-from caffe_helpers import SHARED_VOC12
+from caffe_helpers import SHARED_VOC12, caffemodel_layers
 from dsrg import weights
 from tools import import_weights as tool
 
@@ -155,16 +155,9 @@ def assert_relative(actual, expected, rtol=1e-4):
     assert scale > 0 and difference / scale <= rtol, f"max abs difference {difference:.3g} of {scale:.3g}"
 
 
-def written_layers(path):
-    model = caffe_pb2.NetParameter()
-    model.ParseFromString(Path(path).read_bytes())
-    return {layer.name: [np.array(blob.data, np.float32).reshape(blob.shape.dim) for blob in layer.blobs]
-            for layer in model.layer}
-
-
 def assert_written_blobs_equal(caffemodel, values):
     """The caffemodel holds exactly conv1_1 … conv5_3, each blob equal to its source value."""
-    written = written_layers(caffemodel)
+    written = caffemodel_layers(caffemodel)
     assert list(written) == list(weights.VGG16_CONV_LAYERS)
     for name, (weight, bias) in values.items():
         np.testing.assert_array_equal(written[name][0], weight)
@@ -300,7 +293,7 @@ def test_real_file_holds_imagenet_vgg16_and_every_blob_equals_its_initializer(re
     out = tmp_path / "keras_vgg16.caffemodel"
     printed = import_into(DEPLOY, real_onnx, out, capsys)
     assert "note:" not in printed
-    written = written_layers(out)
+    written = caffemodel_layers(out)
     assert list(written) == list(weights.VGG16_CONV_LAYERS)
     model = onnx.load(str(real_onnx))
     initializers = {tensor.name: tensor for tensor in model.graph.initializer}

@@ -17,7 +17,7 @@ import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from caffe_helpers import requires_torch, torch
+from caffe_helpers import caffemodel_layers, requires_torch, torch
 from dsrg import weights
 from dsrg.voc import MEAN_BGR
 from tools import import_weights as tool
@@ -116,14 +116,6 @@ def write_hed_h5(path, divisor=WIDTH_DIVISOR, seed=0):
         side = handle.create_group("dsn1/vars")
         side["0"], side["1"] = np.zeros((1, 1, 8, 1), np.float32), np.zeros(1, np.float32)
     return values
-
-
-def caffemodel_layers(path):
-    """{layer name: [arrays]} of a written caffemodel, read back with plain caffe_pb2."""
-    model = caffe_pb2.NetParameter()
-    model.ParseFromString(Path(path).read_bytes())
-    return {layer.name: [np.array(blob.data, np.float32).reshape(blob.shape.dim) for blob in layer.blobs]
-            for layer in model.layer}
 
 
 def run_tool(*arguments):

