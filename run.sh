@@ -174,6 +174,17 @@ init_weights() {
   fi
 }
 
+# count_ids LIST: the number of ids in LIST as the tools read it (blank lines skipped; an id listed
+# twice is an error naming the list, the id and both lines).
+count_ids() {
+  "$PY" -c 'import sys
+from dsrg.evaluation import read_image_ids
+try:
+    print(len(read_image_ids(sys.argv[1])))
+except (OSError, ValueError) as error:
+    sys.exit(f"run.sh: {error}")' "$1"
+}
+
 step_data() {
   if [[ $DATA_KIND == demo ]]; then
     local no_cues=()
@@ -187,7 +198,7 @@ step_data() {
   for path in "$IMAGES" "$GT"; do [[ -d $path ]] || missing+=("$path/"); done
   for path in "$INPUT_LIST" "$TRAIN_IDS" "$VAL_IDS"; do [[ -f $path ]] || missing+=("$path"); done
   ((${#missing[@]} == 0)) || die "the VOC layout in $PASCAL_DIR is incomplete; missing: ${missing[*]} (see README)"
-  local cues
+  local cues train_count val_count
   cues=$(find_cues)
   if [[ $INIT_WEIGHTS_REQUIRED == 1 && -z $INIT_WEIGHTS_SOURCE && ! -f $INIT_WEIGHTS ]]; then
     die "EXP=$EXP needs INIT_WEIGHTS, the ImageNet-initialised .caffemodel, or INIT_WEIGHTS_SOURCE (got '${INIT_WEIGHTS}'; see README)"
@@ -202,11 +213,15 @@ step_data() {
       "$PY" "$REPO/tools/make_image_labels.py" --gt "$GT" --ids "$TRAIN_IDS" --out "$IMAGE_LABELS" \
         --num-classes "$NUM_CLASSES"
     fi
-    say "VOC layout: $(wc -l <"$TRAIN_INPUT_LIST") training images, labels in $IMAGE_LABELS, $(wc -l <"$VAL_IDS") val ids"
+    train_count=$(count_ids "$TRAIN_INPUT_LIST") || die "the training input list cannot be used"
+    val_count=$(count_ids "$VAL_IDS") || die "the val ids cannot be used"
+    say "VOC layout: $train_count training images, labels in $IMAGE_LABELS, $val_count val ids"
     return
   fi
   check_voc_data "$cues"
-  say "VOC layout OK: $(wc -l <"$TRAIN_INPUT_LIST") training images with cues ($cues), $(wc -l <"$VAL_IDS") val ids"
+  train_count=$(count_ids "$TRAIN_INPUT_LIST") || die "the training input list cannot be used"
+  val_count=$(count_ids "$VAL_IDS") || die "the val ids cannot be used"
+  say "VOC layout OK: $train_count training images with cues ($cues), $val_count val ids"
 }
 
 # Render the experiment's prototxt templates into $RUN_DIR/prototxt and record the environment.

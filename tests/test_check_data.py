@@ -2,6 +2,7 @@
 readers on CRLF and byte-order-mark files, and the real shared data (skipped when ../shared is absent)."""
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,53 @@ def test_real_voc12_photos_pass(tmp_path, capsys):
     output = capsys.readouterr()
     assert code == 0, output.err[-3000:]
     assert "check_data: OK: 200 images" in output.out and "(10582 images)" in output.out
+
+
+def test_duplicate_ids_and_ids_in_both_splits_are_problems(tmp_path):
+    root = tmp_path / "voc"
+    make_layout(root)
+    (root / "lists" / "train_ids.txt").write_text("".join(f"{name}\n" for name in TRAIN + [TRAIN[2]]))
+    (root / "lists" / "val_ids.txt").write_text("".join(f"{name}\n" for name in VAL + [TRAIN[1]]))
+    layout = DataLayout(root / "JPEGImages", root / "SegmentationClassAug", root / "lists" / "input_list.txt",
+                        root / "lists" / "train_ids.txt", root / "lists" / "val_ids.txt", root / "cues.pickle", 21)
+    problems = [(Path(item["file"]).name, item["problem"]) for item in check_dataset(layout)["problems"]]
+    assert problems == [("train_ids.txt", f"cannot read the training ids: {root / 'lists' / 'train_ids.txt'}: image "
+                                          f"id {TRAIN[2]} is listed twice (lines 3 and 5); each image must be listed "
+                                          "once")]
+    (root / "lists" / "train_ids.txt").write_text("".join(f"{name}\n" for name in TRAIN))
+    problems = [(Path(item["file"]).name, item["problem"]) for item in check_dataset(layout)["problems"]]
+    assert problems == [("val_ids.txt", f"1 val id(s) are also training ids (from train_ids.txt): {TRAIN[1]}")]
+
+
+def test_read_image_ids_refuses_repeats_unless_allowed(tmp_path):
+    listed = tmp_path / "val.txt"
+    listed.write_text("a\n\nb\r\na.jpg 3\n")
+    with pytest.raises(ValueError, match=r"val\.txt: image id a is listed twice \(lines 1 and 4\)"):
+        read_image_ids(listed)
+    assert read_image_ids(listed, allow_repeats=True) == ["a", "b", "a"]
+
+
+def run_data_step(root, run_dir):
+    """`EXP=voc12-vgg16 bash run.sh data` on the layout under `root` (the official file names)."""
+    env = dict(os.environ, EXP="voc12-vgg16", PASCAL_DIR=str(root), RUN_DIR=str(run_dir),
+               INIT_WEIGHTS=str(root / "init.caffemodel"), DSRG_SKIP_SETUP="1")
+    return subprocess.run(["bash", str(REPO / "run.sh"), "data"], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_run_sh_data_counts_ids_as_the_tools_read_them(tmp_path):
+    root = tmp_path / "voc"
+    make_layout(root)
+    (root / "init.caffemodel").write_bytes(b"")
+    (root / "cues.pickle").rename(root / "localization_cues.pickle")
+    (root / "lists" / "train_ids.txt").rename(root / "lists" / "train_aug_id.txt")
+    (root / "lists" / "val_id.txt").write_text("".join(f"{name}\n\n" for name in VAL))
+    (root / "lists" / "val_ids.txt").unlink()
+    done = run_data_step(root, tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert f"VOC layout OK: {len(TRAIN)} training images with cues" in done.stdout + done.stderr
+    assert f"{len(VAL)} val ids" in done.stdout + done.stderr
+    (root / "lists" / "val_id.txt").write_text("".join(f"{name}\n" for name in VAL + [VAL[0]]))
+    done = run_data_step(root, tmp_path / "run")
+    assert done.returncode != 0
+    assert f"val_id.txt: image id {VAL[0]} is listed twice (lines 1 and 3)" in done.stderr

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from caffe_helpers import REPO_ROOT, load_tool
-from dsrg import coco
+from dsrg import coco, fileio
 from dsrg.cues import load_cues, save_cues
 from dsrg.fileio import read_label_png
 from dsrg.imagelabels import read_image_labels
@@ -198,6 +199,9 @@ def test_converter_writes_the_expected_label_maps_lists_and_labels(tmp_path):
     in_order[1:3, 2:4] = 1
     np.testing.assert_array_equal(read_label_png(ordered / "SegmentationClass" / "a.png"), in_order)
     assert not (ordered / "JPEGImages" / "a.jpg").is_symlink()
+    umask = fileio.current_umask()
+    for made in ("JPEGImages/a.jpg", "SegmentationClass/a.png"):
+        assert stat.S_IMODE((ordered / made).stat().st_mode) == 0o666 & ~umask, made
 
     first_two = tmp_path / "first_two"
     convert_coco.main(["--annotations", str(annotations), "--image-dir", str(images), "--out", str(first_two),

@@ -140,3 +140,12 @@ def test_tool_errors_name_the_file_and_the_sizes(tmp_path):
     (pred_dir / "b.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"pred/b.png: prediction for image id b is missing"):
         evaluate_tool.main(args)
+
+
+def test_tool_refuses_an_id_listed_twice(tmp_path):
+    gt_dir, pred_dir = _write_case(tmp_path)
+    (tmp_path / "ids.txt").write_text("a\nb\na\na\n")
+    args = ["--pred", str(pred_dir), "--gt", str(gt_dir), "--test_ids", str(tmp_path / "ids.txt"), "--quiet"]
+    with pytest.raises(ValueError, match=r"ids\.txt: image id a is listed twice \(lines 1 and 3\)"):
+        evaluate_tool.main(args)
+    assert not list(tmp_path.glob("*.json"))

@@ -43,7 +43,7 @@ from pycocotools import mask as coco_mask
 
 from dsrg.coco import (CLASS_OF_CATEGORY, OVERLAP_RULES, CocoFormatError, Instance, class_names_text,
                        compose_label_map, image_labels, index_annotations)
-from dsrg.fileio import atomic_save_label_png, atomic_write_json, atomic_write_text
+from dsrg.fileio import atomic_save_label_png, atomic_write_json, atomic_write_text, current_umask
 from dsrg.imagelabels import write_image_labels
 from dsrg.progress import progress
 
@@ -117,6 +117,7 @@ def atomic_link_or_copy(source, target, copy):
     try:
         if copy:
             shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o666 & ~current_umask())
         else:
             os.unlink(tmp)
             os.symlink(source, tmp)

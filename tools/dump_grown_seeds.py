@@ -23,7 +23,7 @@ import numpy as np
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_text
 from dsrg.progress import progress
-from pylayers.netio import use_caffe
+from pylayers.netio import WeightsError, load_net
 
 DSRG_LAYER = "DSRGLayer"
 
@@ -86,16 +86,17 @@ def seed_dump_net(net_param, batch_size, source=None):
 
 
 def read_source_ids(data_layer):
+    """The ids of the data layer's list in its order, repeats kept: the net reads the list line by
+    line, so the i-th map of the dump is the i-th line's image (a repeated id is written again)."""
     source = Path(data_layer.image_data_param.source)
     if not source.is_file():
         raise FileNotFoundError(f"dump_grown_seeds.py: the ImageData source list does not exist: {source}")
-    return read_image_ids(source)
+    return read_image_ids(source, allow_repeats=True)
 
 
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
 
@@ -112,9 +113,7 @@ def main(argv=None):
         return 0
     reduced_path = out / "seed_dump_net.prototxt"
     atomic_write_text(reduced_path, text_format.MessageToString(reduced))
-    if not Path(args.weights).is_file():
-        raise FileNotFoundError(f"dump_grown_seeds.py: weights not found: {args.weights}")
-    net = use_caffe(args.gpu).Net(str(reduced_path), str(args.weights), caffe.TEST)
+    net = load_net(reduced_path, args.weights, args.gpu, "dump_grown_seeds.py")
 
     batches = math.ceil(len(image_ids) / args.batch_size)
     position = 0
@@ -129,4 +128,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (FileNotFoundError, WeightsError) as error:
+        sys.exit(f"dump_grown_seeds.py: error: {error}")

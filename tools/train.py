@@ -50,7 +50,7 @@ import numpy as np
 from dsrg.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dsrg.progress import progress as show_progress
 from dsrg.softmax import MIN_PROB
-from pylayers.netio import use_caffe
+from pylayers.netio import WeightsError, load_weights, use_caffe
 
 LOG_NAME = "train_log.tsv"
 CURVE_NAME = "loss_curve.png"
@@ -365,11 +365,7 @@ def main(argv=None):
         solver.restore(str(resume))
         print(f"train.py: resumed from {resume} at iteration {solver.iter}")
     elif args.weights:
-        for weights in args.weights.split(","):
-            if not Path(weights).is_file():
-                raise FileNotFoundError(f"train.py: initial weights not found: {weights}")
-            solver.net.copy_from(weights)
-        print(f"train.py: initialised from {args.weights}")
+        print(load_weights(solver.net, args.weights.split(","), "train.py").summary("train.py"))
 
     log_path = out / LOG_NAME
     header, rows = read_log(log_path, solver.iter)
@@ -455,3 +451,5 @@ if __name__ == "__main__":
     except LayerError as error:
         print(error, file=sys.stderr)
         sys.exit(EXIT_LAYER_ERROR)
+    except (FileNotFoundError, WeightsError) as error:
+        sys.exit(f"train.py: error: {error}")

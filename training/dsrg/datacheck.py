@@ -171,6 +171,18 @@ def input_list_problems(layout, pairs):
     return entries, found
 
 
+def split_overlap_problems(layout, train_ids, val_ids, shown=5):
+    """One problem when ids are both training and val ids (a val score would be measured on training
+    images), naming the count and the first `shown` of them."""
+    val = set(val_ids)
+    both = [name for name in dict.fromkeys(train_ids) if name in val]
+    if not both:
+        return []
+    names = ", ".join(both[:shown]) + (f" and {len(both) - shown} more" if len(both) > shown else "")
+    return [problem(layout.val_ids, f"{len(both)} val id(s) are also training ids (from {layout.train_ids.name}): "
+                                    f"{names}")]
+
+
 def cue_problems(layout, entries, train_ids):
     """Training ids missing from the input list, and cue entries that are missing or malformed.
 
@@ -261,6 +273,8 @@ def check_dataset(layout, progress=None, jobs=None):
     if pairs is not None:
         entries, duplicates = input_list_problems(layout, pairs)
         found += duplicates
+    if train_ids is not None and val_ids is not None:
+        found += split_overlap_problems(layout, train_ids, val_ids)
     cue_images, notes = None, []
     if train_ids is not None and pairs is not None:
         more, cue_images, notes = cue_problems(layout, entries, train_ids)

@@ -20,10 +20,108 @@ def use_caffe(gpu):
     return caffe
 
 
+class WeightsError(ValueError):
+    """A weights file that cannot initialise a net: it does not parse, copies no layer, or a shape differs."""
+
+
+def caffemodel_blob_shapes(path):
+    """{layer name: [(shape, legacy)]} of a binary (or HDF5, `.h5`) caffemodel, in file order, without
+    decoding the values. `legacy` marks a V1 blob given as num × channels × height × width."""
+    path = Path(path)
+    if path.suffix == ".h5":
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as handle:
+                return {name: [(tuple(group[str(index)].shape), False) for index in range(len(group))]
+                        for name, group in handle["data"].items()}
+        except (OSError, KeyError) as error:
+            raise WeightsError(f"{path}: not an HDF5 caffemodel ({error})") from None
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+
+    model = caffe_pb2.NetParameter()
+    try:
+        model.ParseFromString(path.read_bytes())
+    except DecodeError as error:
+        raise WeightsError(f"{path}: not a binary caffemodel ({error})") from None
+    shapes = {}
+    for layer in list(model.layer) + list(model.layers):
+        shapes[layer.name] = [(tuple(blob.shape.dim), False) if blob.HasField("shape")
+                              else ((blob.num, blob.channels, blob.height, blob.width), True)
+                              for blob in layer.blobs]
+    return shapes
+
+
+def net_blob_shapes(net):
+    """{layer name: [blob shapes]} of a pycaffe Net, every layer (those without blobs too)."""
+    return {name: [tuple(blob.shape) for blob in layer.blobs] for name, layer in zip(net._layer_names, net.layers)}
+
+
+def matching_layers(net_shapes, source_shapes, source):
+    """The layers Caffe's copy_from would copy from `source`, checked as it checks them, but as a
+    WeightsError naming the file, the layer and both shapes (Caffe aborts the process instead)."""
+    copied = []
+    for name, blobs in source_shapes.items():
+        if name not in net_shapes:
+            continue
+        targets = net_shapes[name]
+        if len(targets) != len(blobs):
+            raise WeightsError(f"{source}: layer {name} has {len(blobs)} blob(s), the net's {name} has {len(targets)}")
+        for index, ((shape, legacy), target) in enumerate(zip(blobs, targets)):
+            compared = (1,) * (4 - len(target)) + target if legacy and len(target) <= 4 else target
+            if tuple(shape) != compared:
+                raise WeightsError(f"{source}: layer {name} blob {index} has shape "
+                                   f"{'×'.join(map(str, shape))}, the net expects {'×'.join(map(str, target))}")
+        if blobs:
+            copied.append(name)
+    return copied
+
+
+class LoadedWeights:
+    """What :func:`load_weights` copied: the files, the layers copied, the layers with blobs left at
+    their fillers."""
+
+    def __init__(self, paths, copied, kept):
+        self.paths, self.copied, self.kept = paths, copied, kept
+
+    def summary(self, tool):
+        text = f"{tool}: initialised {len(self.copied)} layers from {', '.join(map(str, self.paths))}"
+        if self.kept:
+            text += f"; {len(self.kept)} keep their fillers: {', '.join(self.kept)}"
+        return text
+
+
+def load_weights(net, weights, tool):
+    """Copy the weights files `weights` (a path or a list) into `net` by layer name, after checking
+    each: a file that does not parse, copies no layer, or has a blob of another shape is a
+    WeightsError naming it. Returns a :class:`LoadedWeights`."""
+    paths = [weights] if isinstance(weights, (str, Path)) else list(weights)
+    net_shapes = net_blob_shapes(net)
+    copied = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{tool}: weights not found: {path}")
+        from_file = matching_layers(net_shapes, caffemodel_blob_shapes(path), path)
+        if not from_file:
+            with_blobs = [name for name, blobs in net_shapes.items() if blobs]
+            raise WeightsError(f"{path}: no layer of the net is in this file, so nothing would be copied (the net's "
+                               f"layers with weights: {', '.join(with_blobs[:6])}{', …' if len(with_blobs) > 6 else ''})")
+        net.copy_from(str(path))
+        copied += [name for name in from_file if name not in copied]
+    kept = [name for name, blobs in net_shapes.items() if blobs and name not in copied]
+    return LoadedWeights(paths, copied, kept)
+
+
 def load_net(deploy, weights, gpu, tool):
-    """caffe.Net(deploy, weights, TEST) on the chosen device; a missing file is an error naming `tool`."""
+    """caffe.Net(deploy, TEST) on the chosen device with `weights` loaded by :func:`load_weights`; a
+    missing file is an error naming `tool`, a weights file that does not fit the net a WeightsError."""
     for path, what in ((deploy, "deploy prototxt"), (weights, "weights")):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{tool}: {what} not found: {path}")
     caffe = use_caffe(gpu)
-    return caffe.Net(str(deploy), str(weights), caffe.TEST)
+    net = caffe.Net(str(deploy), caffe.TEST)
+    loaded = load_weights(net, weights, tool)
+    if loaded.kept:
+        print(loaded.summary(tool))
+    return net
