@@ -482,6 +482,52 @@ print(f"final val mIoU: {final['miou']:.2f}")
 PY
 }
 
+# Each step runs as a background job in a process group of its own (set -m) while run.sh waits:
+# SIGTERM or SIGINT (Ctrl-C) to run.sh is passed on to every process of the step (tools/train.py
+# then snapshots and stops), and run.sh stops after it with status 128 + the signal number.
+STEP_PID=
+STOP_SIGNAL=
+forward_signal() {
+  STOP_SIGNAL=$1
+  [[ -n $STEP_PID ]] && kill -s "$1" -- "-$STEP_PID" 2>/dev/null
+  return 0
+}
+trap 'forward_signal TERM' TERM
+trap 'forward_signal INT' INT
+
+# step_job STEP: the job's body. A step run from inside another (ablation runs stage1) is a job of
+# the same process group, so the forwarded signal reaches it too; either waits for its processes.
+step_job() {
+  trap 'forward_signal TERM' TERM
+  trap 'forward_signal INT' INT
+  IN_STEP_JOB=1
+  "step_$1"
+}
+
+# run_step_job STEP: step_STEP as such a job; returns its exit status once all of it has ended.
+run_step_job() {
+  local status
+  [[ -z ${IN_STEP_JOB:-} ]] && set -m
+  step_job "$1" &
+  STEP_PID=$!
+  set +m
+  while :; do
+    status=0
+    wait "$STEP_PID" || status=$?
+    kill -0 "$STEP_PID" 2>/dev/null || break
+  done
+  STEP_PID=
+  return "$status"
+}
+
+stop_if_signalled() {
+  [[ -z $STOP_SIGNAL ]] && return 0
+  local number=15
+  [[ $STOP_SIGNAL == INT ]] && number=2
+  say "stopped by SIG$STOP_SIGNAL; a rerun resumes (finished steps are skipped, training from its last snapshot)"
+  exit $((128 + number))
+}
+
 run_step() {
   local step=$1 force=$2
   if [[ $force == 0 && $step != setup && -f $MARKS/$step ]]; then
@@ -489,8 +535,9 @@ run_step() {
     return
   fi
   say "step $step ..."
-  local start=$SECONDS
-  "step_$step"
+  local start=$SECONDS status=0
+  run_step_job "$step" || status=$?
+  ((status == 0)) || { stop_if_signalled; exit "$status"; }
   local took=$((SECONDS - start))
   mkdir -p "$MARKS"
   if [[ $step != summary ]]; then
@@ -500,6 +547,7 @@ run_step() {
     mv "$times.tmp" "$times"
     say "step $step done in ${took} s"
   fi
+  stop_if_signalled
 }
 
 main() {

@@ -119,3 +119,26 @@ def caffemodel_layers(path):
     model.ParseFromString(Path(path).read_bytes())
     return {layer.name: [np.array(blob.data, np.float32).reshape(blob.shape.dim) for blob in layer.blobs]
             for layer in model.layer}
+
+
+TINY_NET = """
+name: "tiny"
+layer {{ name: "data" type: "DummyData" top: "x" top: "y"
+  dummy_data_param {{ shape {{ dim: 4 dim: 3 }} shape {{ dim: 4 dim: 2 }}
+    data_filler {{ type: "constant" value: 1 }} data_filler {{ type: "constant" value: {target} }} }} }}
+layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "p"
+  inner_product_param {{ num_output: 2 weight_filler {{ type: "{filler}" {filler_args} }}
+    bias_filler {{ type: "constant" value: 0 }} }} }}
+layer {{ name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }}
+"""
+
+
+def write_tiny_experiment(folder, base_lr, momentum, target=2.0, filler="uniform", filler_args="min: -1 max: 1"):
+    """A one-InnerProduct regression net and its solver (fixed lr, 100 iterations, seed 7) in `folder`;
+    returns the solver path (tools/train.py tests)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "net.prototxt").write_text(TINY_NET.format(target=target, filler=filler, filler_args=filler_args))
+    (folder / "solver.prototxt").write_text(
+        f'net: "net.prototxt"\nbase_lr: {base_lr}\nlr_policy: "fixed"\nmomentum: {momentum}\n'
+        'weight_decay: 0\nmax_iter: 100\nrandom_seed: 7\n')
+    return folder / "solver.prototxt"

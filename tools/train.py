@@ -25,12 +25,17 @@ A layer that raises during set-up or an iteration (Caffe's ImageData over an ima
 decode, the stage-2 data layer over a bad image or label map: the message names the file) stops the
 run with that message; the progress since the last snapshot is saved in a snapshot first.
 
-Exit status: 0 done (or already done), 3 diverged (non-finite or stuck), 4 a layer raised (above),
-1 anything else (with a traceback).
+SIGTERM or SIGINT (Ctrl-C) stops the run after the current iteration with a snapshot at that
+iteration, named on stderr; the exit status is 128 + the signal number (143, 130).
 
-A rerun with the same OUT resumes from the latest snapshot in OUT/snapshots/ (or from --snapshot);
-a finished run (OUT/train_done.json for the same number of iterations) is skipped. The trained
-weights end in OUT/final.caffemodel.
+Exit status: 0 done (or already done), 3 diverged (non-finite or stuck), 4 a layer raised (above),
+143 / 130 stopped by a signal (above), 1 a clear error (weights that do not fit the net, a snapshot
+that cannot be written or resumed) or anything else (with a traceback).
+
+A rerun with the same OUT resumes from the latest usable snapshot in OUT/snapshots/ (or from
+--snapshot); a finished run (OUT/train_done.json for the same number of iterations) is skipped. The
+trained weights end in OUT/final.caffemodel. Snapshots are written atomically and checked before a
+resume; one that does not verify is set aside and the one before it used (pylayers.snapshots).
 
 Example:
   python tools/train.py --solver runs/demo/prototxt/stage1_solver.prototxt \\
@@ -40,7 +45,7 @@ import argparse
 import io
 import math
 import os
-import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -51,6 +56,8 @@ from dsrg.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dsrg.progress import progress as show_progress
 from dsrg.softmax import MIN_PROB
 from pylayers.netio import WeightsError, load_weights, use_caffe
+from pylayers.snapshots import (SnapshotError, clear_staging, remove_snapshots_from, restore, resume_latest,
+                                 rotate_snapshots, snapshot_files, snapshot_problem, staging_prefix, take_snapshot)
 
 LOG_NAME = "train_log.tsv"
 CURVE_NAME = "loss_curve.png"
@@ -176,46 +183,10 @@ def import_caffe():
     return caffe, caffe_pb2, text_format
 
 
-def snapshot_files(prefix):
-    """{iteration: (solverstate path, caffemodel path)} for the complete snapshots of `prefix`."""
-    prefix = Path(prefix)
-    pattern = re.compile(re.escape(prefix.name) + r"_iter_(\d+)\.solverstate$")
-    found = {}
-    if prefix.parent.is_dir():
-        for path in prefix.parent.iterdir():
-            match = pattern.match(path.name)
-            if not match:
-                continue
-            weights = path.with_suffix(".caffemodel")
-            if path.stat().st_size > 0 and weights.is_file() and weights.stat().st_size > 0:
-                found[int(match.group(1))] = (path, weights)
-    return found
-
-
-def remove_snapshot(state_path, weights_path):
-    for path in (state_path, weights_path):
-        if Path(path).exists():
-            Path(path).unlink()
-
-
-def rotate_snapshots(prefix, keep, protect_from=None):
-    """Keep the `keep` newest snapshots; with `protect_from`, only those taken before that iteration
-    count (and may go), so that the ones before a suspect stretch of training survive it."""
-    snapshots = snapshot_files(prefix)
-    candidates = sorted(i for i in snapshots if protect_from is None or i < protect_from)
-    for old_iter in candidates[:-keep]:
-        remove_snapshot(*snapshots[old_iter])
-
-
-def remove_snapshots_from(prefix, iteration):
-    """Remove the snapshots taken at `iteration` or later (their weights gave a diverged output)."""
-    for later_iter, files in snapshot_files(prefix).items():
-        if later_iter >= iteration:
-            remove_snapshot(*files)
-
-
 def prepare_solver(args, caffe_pb2, text_format, out):
-    """Read the solver, point it into OUT, and write OUT/solver.prototxt. Returns (param, prefix)."""
+    """Read the solver, point it into OUT, and write OUT/solver.prototxt. Returns (param, prefix,
+    snapshot period): Caffe's own snapshots are off (train.py takes them, see pylayers.snapshots)
+    and point into the staging folder."""
     solver_path = Path(args.solver).resolve()
     if not solver_path.is_file():
         raise FileNotFoundError(f"train.py: solver file not found: {solver_path}")
@@ -238,20 +209,59 @@ def prepare_solver(args, caffe_pb2, text_format, out):
     if param.max_iter < 1:
         raise ValueError(f"{solver_path}: max_iter must be positive, got {param.max_iter}")
     if args.snapshot_every is not None:
-        param.snapshot = args.snapshot_every
-    elif param.snapshot <= 0:
-        param.snapshot = max(1, param.max_iter // 4)
+        period = args.snapshot_every
+    else:
+        period = param.snapshot if param.snapshot > 0 else max(1, param.max_iter // 4)
+    param.snapshot = 0
     name = args.name or solver_path.name.removesuffix(".prototxt")
     prefix = out / "snapshots" / name
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    param.snapshot_prefix = str(prefix)
+    param.snapshot_prefix = str(staging_prefix(prefix))
     param.snapshot_after_train = False
     param.display = 0
     param.solver_mode = caffe_pb2.SolverParameter.GPU if args.gpu is not None else caffe_pb2.SolverParameter.CPU
     if args.gpu is not None:
         param.device_id = args.gpu
     atomic_write_text(out / "solver.prototxt", text_format.MessageToString(param))
-    return param, prefix
+    return param, prefix, period
+
+
+def solver_type_name(param, caffe_pb2):
+    """The solver's type as Caffe names it ("SGD", "Adam", ...), from `type` or the V1 enum `solver_type`."""
+    if param.HasField("type") or not param.HasField("solver_type"):
+        return param.type
+    legacy = caffe_pb2.SolverParameter.SolverType.Name(param.solver_type)
+    return {"NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad", "RMSPROP": "RMSProp", "ADADELTA": "AdaDelta",
+            "ADAM": "Adam"}.get(legacy, "SGD")
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGINT arrived: the run stopped after a snapshot. `signum` gives the exit status 128 + signum."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopSignals:
+    """Within `with`, SIGTERM and SIGINT set `received` (the signal number) instead of stopping the
+    process mid-iteration; the training loop checks it after each iteration."""
+
+    def __init__(self):
+        self.received = None
+        self.previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def read_log(path, last_iteration):
@@ -332,13 +342,36 @@ def save_weights_atomically(net, path):
     os.replace(tmp, path)
 
 
+def initialise(solver, args, prefix, solver_type):
+    """Resume from --snapshot (verified), else from the newest usable snapshot, else load --weights.
+    Returns the .solverstate resumed from, or None."""
+    for name in clear_staging(prefix):
+        print(f"train.py: removed {name}, left in {staging_prefix(prefix).parent} by an interrupted snapshot")
+    if args.snapshot:
+        resume = Path(args.snapshot)
+        if not resume.is_file():
+            raise FileNotFoundError(f"train.py: snapshot to resume from not found: {resume}")
+        problem = snapshot_problem(resume, resume.with_suffix(".caffemodel"), solver.net, solver_type)
+        if problem is not None:
+            raise SnapshotError(f"train.py: cannot resume: {problem}")
+        restore(solver, resume, solver_type)
+    else:
+        resume = resume_latest(solver, prefix, solver_type, lambda text: print(f"train.py: {text}", file=sys.stderr))
+    if resume is not None:
+        print(f"train.py: resumed from {resume} at iteration {solver.iter}")
+    elif args.weights:
+        print(load_weights(solver.net, args.weights.split(","), "train.py").summary("train.py"))
+    return resume
+
+
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     caffe, caffe_pb2, text_format = import_caffe()
-    param, prefix = prepare_solver(args, caffe_pb2, text_format, out)
+    param, prefix, period = prepare_solver(args, caffe_pb2, text_format, out)
     max_iter = param.max_iter
+    solver_type = solver_type_name(param, caffe_pb2)
 
     done_path = out / DONE_NAME
     if done_path.is_file() and (out / FINAL_WEIGHTS).is_file():
@@ -353,19 +386,12 @@ def main(argv=None):
         solver = caffe.get_solver(str(out / "solver.prototxt"))
     except (RuntimeError, OSError, ValueError) as error:
         raise LayerError(f"train.py: cannot set up the net of {args.solver}: {error}") from error
+    resume = initialise(solver, args, prefix, solver_type)
 
-    resume = Path(args.snapshot) if args.snapshot else None
-    if resume is None:
-        snapshots = snapshot_files(prefix)
-        if snapshots:
-            resume = snapshots[max(snapshots)][0]
-    if resume is not None:
-        if not resume.is_file():
-            raise FileNotFoundError(f"train.py: snapshot to resume from not found: {resume}")
-        solver.restore(str(resume))
-        print(f"train.py: resumed from {resume} at iteration {solver.iter}")
-    elif args.weights:
-        print(load_weights(solver.net, args.weights.split(","), "train.py").summary("train.py"))
+    def snapshot_now():
+        """A snapshot at the current iteration unless one exists; returns its .solverstate."""
+        existing = snapshot_files(prefix).get(solver.iter)
+        return existing[0] if existing else take_snapshot(solver, prefix, solver_type)
 
     log_path = out / LOG_NAME
     header, rows = read_log(log_path, solver.iter)
@@ -375,60 +401,61 @@ def main(argv=None):
     progress = show_progress(total=max_iter, initial=solver.iter, desc=f"train {prefix.name}", unit="it",
                              disable=args.no_progress)
     try:
-        while solver.iter < max_iter:
-            iteration = solver.iter
-            try:
-                solver.step(1)
-            except (RuntimeError, OSError, ValueError) as error:
-                saved = "no snapshot of this run to keep"
-                if solver.iter > start_iter:
-                    if solver.iter not in snapshot_files(prefix):
-                        solver.snapshot()
-                    saved = f"the snapshot at iteration {solver.iter} is kept and a rerun resumes from it"
-                stop_run(LayerError(f"train.py: iteration {iteration} stopped (solver {args.solver}): {error}; "
-                                    f"{saved}"), prefix, out, header, rows)
-            values = net_outputs(solver.net)
-            bad = {name: value for name, value in values.items() if not np.isfinite(value)}
-            if bad:
-                described = ", ".join(f"'{name}' = {value}" for name, value in sorted(bad.items()))
-                stop_run(TrainingDiverged(
-                    f"train.py: training diverged at iteration {iteration} (solver {args.solver}): "
-                    f"non-finite net output {described}"), prefix, out, header, rows, discard_from=iteration)
-            stuck = guard.observe(iteration, values)
-            if stuck is not None:
-                description, first = stuck
-                stop_run(TrainingDiverged(
-                    f"train.py: training stuck at iteration {iteration} (solver {args.solver}): {description}. "
-                    f"Lower base_lr or the lr_mult of the new layers (e.g. fc6/fc7/fc8) and rerun; snapshots "
-                    f"from iteration {first} on are removed, earlier ones kept (--stuck-iters 0 turns this "
-                    f"check off)"), prefix, out, header, rows, discard_from=first)
-            for name, value in values.items():
-                window.setdefault(name, []).append(value)
-            progress.update(1)
-            done_iters = solver.iter
-            if done_iters % param.snapshot == 0:
-                rotate_snapshots(prefix, args.keep_snapshots, guard.suspect_since())
-            if done_iters % args.log_every == 0 or done_iters == max_iter:
-                names = sorted(window)
-                if header is None or header[1:] != names:
-                    header, rows = ["iteration"] + names, []
-                rows.append([done_iters] + [float(np.mean(window[name])) for name in names])
-                window = {}
-                write_log(log_path, header, rows)
-                plot_curve(out / CURVE_NAME, header, rows, prefix.name)
-                summary = "  ".join(f"{name} {value:.4g}" for name, value in zip(names, rows[-1][1:]))
-                progress.write(f"iter {done_iters}/{max_iter}  {summary}")
-    except KeyboardInterrupt:
-        if solver.iter > start_iter:
-            solver.snapshot()
-        print(f"\ntrain.py: interrupted at iteration {solver.iter}; a rerun resumes from the last snapshot",
-              file=sys.stderr)
-        raise
+        with StopSignals() as signals:
+            while solver.iter < max_iter:
+                iteration = solver.iter
+                try:
+                    solver.step(1)
+                except (RuntimeError, OSError, ValueError) as error:
+                    saved = "no snapshot of this run to keep"
+                    if solver.iter > start_iter:
+                        snapshot_now()
+                        saved = f"the snapshot at iteration {solver.iter} is kept and a rerun resumes from it"
+                    stop_run(LayerError(f"train.py: iteration {iteration} stopped (solver {args.solver}): {error}; "
+                                        f"{saved}"), prefix, out, header, rows)
+                values = net_outputs(solver.net)
+                bad = {name: value for name, value in values.items() if not np.isfinite(value)}
+                if bad:
+                    described = ", ".join(f"'{name}' = {value}" for name, value in sorted(bad.items()))
+                    stop_run(TrainingDiverged(
+                        f"train.py: training diverged at iteration {iteration} (solver {args.solver}): "
+                        f"non-finite net output {described}"), prefix, out, header, rows, discard_from=iteration)
+                stuck = guard.observe(iteration, values)
+                if stuck is not None:
+                    description, first = stuck
+                    stop_run(TrainingDiverged(
+                        f"train.py: training stuck at iteration {iteration} (solver {args.solver}): {description}. "
+                        f"Lower base_lr or the lr_mult of the new layers (e.g. fc6/fc7/fc8) and rerun; snapshots "
+                        f"from iteration {first} on are removed, earlier ones kept (--stuck-iters 0 turns this "
+                        f"check off)"), prefix, out, header, rows, discard_from=first)
+                for name, value in values.items():
+                    window.setdefault(name, []).append(value)
+                progress.update(1)
+                done_iters = solver.iter
+                if done_iters % period == 0:
+                    take_snapshot(solver, prefix, solver_type)
+                    rotate_snapshots(prefix, args.keep_snapshots, guard.suspect_since())
+                if done_iters % args.log_every == 0 or done_iters == max_iter:
+                    names = sorted(window)
+                    if header is None or header[1:] != names:
+                        header, rows = ["iteration"] + names, []
+                    rows.append([done_iters] + [float(np.mean(window[name])) for name in names])
+                    window = {}
+                    write_log(log_path, header, rows)
+                    plot_curve(out / CURVE_NAME, header, rows, prefix.name)
+                    summary = "  ".join(f"{name} {value:.4g}" for name, value in zip(names, rows[-1][1:]))
+                    progress.write(f"iter {done_iters}/{max_iter}  {summary}")
+                if signals.received is not None:
+                    where = snapshot_now() if solver.iter > start_iter else "none taken (no iteration done)"
+                    name = signal.Signals(signals.received).name
+                    if header is not None:
+                        write_log(log_path, header, rows)
+                    raise Stopped(f"train.py: stopped by {name} at iteration {solver.iter}; snapshot: {where}; "
+                                  "a rerun resumes from it", signals.received)
     finally:
         progress.close()
 
-    if max_iter not in snapshot_files(prefix):
-        solver.snapshot()
+    snapshot_now()
     rotate_snapshots(prefix, args.keep_snapshots, guard.suspect_since())
     save_weights_atomically(solver.net, out / FINAL_WEIGHTS)
     elapsed = time.time() - start_time
@@ -451,5 +478,8 @@ if __name__ == "__main__":
     except LayerError as error:
         print(error, file=sys.stderr)
         sys.exit(EXIT_LAYER_ERROR)
-    except (FileNotFoundError, WeightsError) as error:
+    except Stopped as stopped:
+        print(stopped, file=sys.stderr)
+        sys.exit(128 + stopped.signum)
+    except (FileNotFoundError, WeightsError, SnapshotError) as error:
         sys.exit(f"train.py: error: {error}")
