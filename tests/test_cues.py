@@ -162,7 +162,7 @@ def test_image_entries_are_validated():
     mapping = small_mapping()
     labels, rows = image_cue_entry(mapping, 5, 5)
     assert labels.tolist() == [1, 4] and rows.shape == (3, 3)
-    with pytest.raises(KeyError, match="no cues for image index 7"):
+    with pytest.raises(ValueError, match="no cues for image index 7"):
         image_cue_entry(mapping, 7, 5)
     with pytest.raises(ValueError, match=r"image 5 labels \[1, 4\] must lie in 0\.\.3"):
         image_cue_entry(mapping, 5, 4)

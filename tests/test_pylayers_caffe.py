@@ -276,7 +276,7 @@ def test_annotation_layer_errors(tmp_path):
     save_cues(tmp_path / "cues.npz", {"0_labels": np.array([2]), "0_cues": np.array([[2], [5], [0]])})
     net = annotation_net(tmp_path / "cues.npz", num_images=1)
     net.blobs["ids"].data[...] = [3]
-    with pytest.raises(KeyError, match="no cues for image index 3"):
+    with pytest.raises(ValueError, match="no cues for image index 3"):
         net.forward()
     net.blobs["ids"].data[...] = [0]
     with pytest.raises(ValueError, match=r"image 0: cue row out of range: expected 0\.\.2, got \[5\]"):

@@ -173,7 +173,8 @@ def self_signalling_experiment(folder, signum):
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_training_with_a_snapshot_and_the_rerun_resumes(tmp_path, train, signum, status):
     (tmp_path / "selfsignal_module.py").write_text(SELF_SIGNAL_MODULE)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path)] + sys.path), GLOG_minloglevel="2")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path)] + sys.path), GLOG_minloglevel="2",
+               DSRG_EXTRA_LAYER_MODULES="selfsignal_module")
 
     def run(solver, out):
         return subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "train.py"), "--solver", str(solver),

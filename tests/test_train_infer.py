@@ -286,6 +286,7 @@ def tiny_experiment_with_python_loss(tmp_path, monkeypatch, module_source, layer
     module = f"{layer_class.lower()}_module"
     (tmp_path / f"{module}.py").write_text(module_source)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("DSRG_EXTRA_LAYER_MODULES", module)
     solver = write_tiny_experiment(tmp_path / "exp", base_lr=0.05, momentum=0.9)
     net_path = tmp_path / "exp" / "net.prototxt"
     net_path.write_text(net_path.read_text().replace(

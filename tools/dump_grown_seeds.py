@@ -23,7 +23,7 @@ import numpy as np
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_text
 from dsrg.progress import progress
-from pylayers.netio import WeightsError, load_net
+from pylayers.netio import load_net
 
 DSRG_LAYER = "DSRGLayer"
 
@@ -130,5 +130,5 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (FileNotFoundError, WeightsError) as error:
+    except (OSError, ValueError) as error:
         sys.exit(f"dump_grown_seeds.py: error: {error}")

@@ -33,7 +33,7 @@ from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_jso
 from dsrg.inference import FUSE_MODES, SCALE_MODES, predict
 from dsrg.progress import progress
 from dsrg.voc import MEAN_BGR
-from pylayers.netio import WeightsError, load_net
+from pylayers.netio import load_net
 
 DEFAULT_SCALES = {"warp": "241,321,401", "relative": "0.75,1,1.25"}
 
@@ -188,5 +188,5 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except WeightsError as error:
+    except (OSError, ValueError) as error:
         sys.exit(f"infer.py: error: {error}")

@@ -36,7 +36,7 @@ from dsrg.evaluation import read_image_ids, resolve_class_names
 from dsrg.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, read_rgb
 from dsrg.inference import preprocess
 from dsrg.probes import image_labels, image_probe, pixel_probe
-from pylayers.netio import load_weights, use_caffe
+from pylayers.netio import check_layer_modules, load_weights, use_caffe
 from dsrg.progress import progress
 from dsrg.seeds import sample_labels_on_grid
 from dsrg.segdata import read_label_map
@@ -149,6 +149,7 @@ def cached_features(args, caffe, trunk, weights, split, ids):
         return {blob: np.load(path) for blob, path in paths.items()}
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"probe_trunk.py: weights of trunk {trunk!r} not found: {weights}")
+    check_layer_modules(args.deploy)
     net = caffe.Net(str(args.deploy), caffe.TEST)
     if weights is None:
         fill_he_normal(net, args.seed)

@@ -55,7 +55,7 @@ import numpy as np
 from dsrg.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dsrg.progress import progress as show_progress
 from dsrg.softmax import MIN_PROB
-from pylayers.netio import WeightsError, load_weights, use_caffe
+from pylayers.netio import WeightsError, check_layer_modules, load_weights, use_caffe
 from pylayers.snapshots import (SnapshotError, clear_staging, remove_snapshots_from, restore, resume_latest,
                                  rotate_snapshots, snapshot_files, snapshot_problem, staging_prefix, take_snapshot)
 
@@ -381,6 +381,11 @@ def main(argv=None):
             print(f"train.py: {out} already holds a finished {max_iter}-iteration run; skipping")
             return 0
 
+    for field in ("net", "train_net"):
+        if param.HasField(field):
+            check_layer_modules(getattr(param, field))
+    for test_net in param.test_net:
+        check_layer_modules(test_net)
     use_caffe(args.gpu)
     try:
         solver = caffe.get_solver(str(out / "solver.prototxt"))
@@ -481,5 +486,5 @@ if __name__ == "__main__":
     except Stopped as stopped:
         print(stopped, file=sys.stderr)
         sys.exit(128 + stopped.signum)
-    except (FileNotFoundError, WeightsError, SnapshotError) as error:
+    except (FileNotFoundError, ValueError, SnapshotError) as error:
         sys.exit(f"train.py: error: {error}")

@@ -44,6 +44,13 @@ from dsrg.fileio import atomic_write_bytes
 from dsrg.resize import aligned_corner_indices
 
 NPZ_FORMAT = "dsrg-cues-v1"
+# Bounds checked before anything is allocated, so that a small hostile or broken file cannot exhaust
+# memory. Real files are far inside them: SEC's VOC file (10,582 images) decompresses to 104 MB and
+# has at most a few thousand cues per image (41×41 cells, background and foreground classes).
+MAX_CUE_FILE_BYTES = 2 * 2 ** 30
+MAX_LABELS_PER_IMAGE = 256
+MAX_CUES_PER_IMAGE = 1_000_000
+MAX_ARRAY_VALUES = 3 * MAX_CUES_PER_IMAGE
 PICKLE_SUFFIXES = (".pickle", ".pkl")
 _KEY_PATTERN = re.compile(r"^(\d+)_(labels|cues)$")
 
@@ -71,10 +78,37 @@ def _safe_dtype(spec, *args):
     return dtype
 
 
+def _bounded_shape(shape):
+    """`shape` as a tuple of ints, refused (before anything is allocated) when it holds more than
+    MAX_ARRAY_VALUES values: a few bytes of pickle can claim an array of gigabytes."""
+    try:
+        dims = tuple(int(dim) for dim in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    except (TypeError, ValueError):
+        raise UnsafePickleError(f"array shape {shape!r} is not a tuple of integers") from None
+    values = 1
+    for dim in dims:
+        if dim < 0:
+            raise UnsafePickleError(f"array shape {dims} has a negative dimension")
+        values *= dim
+    if values > MAX_ARRAY_VALUES:
+        raise UnsafePickleError(f"array shape {dims} ({values:,} values) exceeds the {MAX_ARRAY_VALUES:,} values "
+                                "a cue array may hold")
+    return dims
+
+
 def _numpy_reconstruct(subtype, shape, dtype):
-    if subtype is not np.ndarray:
+    # numpy pickles name the array type through the global numpy.ndarray, which find_class maps to
+    # _numpy_ndarray (defined below; looked up at call time).
+    if subtype is not np.ndarray and subtype is not _numpy_ndarray:
         raise UnsafePickleError(f"array subclass {subtype!r} is not allowed in a cue file")
-    return np.ndarray.__new__(np.ndarray, shape, dtype)
+    return np.ndarray.__new__(np.ndarray, _bounded_shape(shape), dtype)
+
+
+def _numpy_ndarray(shape, dtype=float, *args):
+    """``numpy.ndarray(shape, dtype)`` as a pickle may call it, with the shape bounded; no buffer."""
+    if args:
+        raise UnsafePickleError("numpy.ndarray over a buffer is not allowed in a cue file")
+    return np.ndarray(_bounded_shape(shape), _safe_dtype(dtype))
 
 
 def _numpy_scalar(dtype, data=None):
@@ -90,7 +124,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _numpy_ndarray,
     ("numpy", "dtype"): _safe_dtype,
     ("_codecs", "encode"): _latin1_encode,
     ("builtins", "dict"): dict,
@@ -140,12 +174,31 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"{self._source}: persistent ids are not allowed in a cue pickle")
 
 
+def read_gzip_bounded(path):
+    """The decompressed bytes of a .gz cue file, refused beyond MAX_CUE_FILE_BYTES (a small .gz can
+    expand a thousandfold)."""
+    chunks, total = [], 0
+    with gzip.open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_CUE_FILE_BYTES:
+                raise ValueError(f"{path}: decompresses to more than {MAX_CUE_FILE_BYTES:,} bytes, more than any "
+                                 "cue file holds (SEC's file of 10,582 images: 104 MB)")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def restricted_unpickle_bytes(data, source="<bytes>"):
     """Unpickle `data` allowing only numpy arrays and builtin containers/scalars."""
     try:
         return _RestrictedUnpickler(io.BytesIO(data), source).load()
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as error:
+        if str(error).startswith(f"{source}: "):
+            raise
+        raise UnsafePickleError(f"{source}: {error}") from None
     except Exception as error:
         raise ValueError(f"{source}: not a readable cue pickle ({type(error).__name__}: {error})") from error
 
@@ -175,11 +228,17 @@ def _validate_mapping(mapping, source):
         array = array.astype(np.int64)
         if match.group(2) == "labels":
             array = array.reshape(-1)
+            if array.size > MAX_LABELS_PER_IMAGE:
+                raise ValueError(f"{source}: image {match.group(1)} lists {array.size} labels ({key!r}); an image "
+                                 f"lists at most {MAX_LABELS_PER_IMAGE}")
         elif array.ndim != 2 or array.shape[0] != 3:
             if array.size == 0:
                 array = array.reshape(3, 0)
             else:
                 raise ValueError(f"{source}: {key!r} must have shape 3×K (class, row, col), got {array.shape}")
+        elif array.shape[1] > MAX_CUES_PER_IMAGE:
+            raise ValueError(f"{source}: image {match.group(1)} has {array.shape[1]:,} cues ({key!r}); an image has "
+                             f"at most {MAX_CUES_PER_IMAGE:,}")
         checked[key] = array
     for key in checked:
         index, kind = _KEY_PATTERN.match(key).groups()
@@ -205,8 +264,7 @@ def release_quirks(mapping):
         counts["label_zero"] += 0 in listed
         counts["repeated_labels"] += len(set(listed)) != len(listed)
         cue_classes = mapping[f"{index}_cues"][0]
-        listed_cue = (cue_classes[:, None] == labels[None, :]).any(axis=1)
-        unlisted = int(np.count_nonzero((cue_classes != 0) & ~listed_cue))
+        unlisted = int(np.count_nonzero((cue_classes != 0) & ~np.isin(cue_classes, labels)))
         counts["unlisted_cue_images"] += unlisted > 0
         counts["unlisted_cues"] += unlisted
     return counts
@@ -232,6 +290,15 @@ def _warn_release_quirks(mapping, source):
 
 
 def _load_npz(path):
+    try:
+        return _read_npz(path)
+    except (ValueError, OSError, EOFError, KeyError) as error:
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"{path}: cannot read the cue .npz ({type(error).__name__}: {error})") from None
+
+
+def _read_npz(path):
     with np.load(path, allow_pickle=False) as archive:
         expected = {"format", "image_ids", "label_offsets", "labels", "cue_offsets", "cues"}
         missing = expected - set(archive.files)
@@ -275,7 +342,7 @@ def load_cues(path):
         raise ValueError(f"{path}: unknown cue file type; expected .pickle, .pkl (optionally .gz) or .npz")
     else:
         try:
-            data = gzip.decompress(path.read_bytes()) if _is_gzip(path) else path.read_bytes()
+            data = read_gzip_bounded(path) if _is_gzip(path) else path.read_bytes()
         except (OSError, EOFError) as error:
             raise ValueError(f"{path}: cannot read cue file ({error})") from error
         mapping = _validate_mapping(restricted_unpickle_bytes(data, str(path)), path)
@@ -358,12 +425,13 @@ def image_cue_entry(mapping, image_index, num_classes, source="cue file"):
 
     labels: the distinct listed classes other than 0, increasing (what the release marks present
     besides the background); cue_rows: the file's columns, cues of unlisted classes included, as the
-    release keeps them. An unknown index is a KeyError, a label outside 0..num_classes-1 a ValueError,
-    both naming the source and the image.
+    release keeps them. An unknown index (a cue file made for other images) or a label outside
+    0..num_classes-1 is a ValueError naming the source and the image.
     """
     labels_key, cues_key = f"{image_index}_labels", f"{image_index}_cues"
     if labels_key not in mapping or cues_key not in mapping:
-        raise KeyError(f"{source}: no cues for image index {image_index} (keys {labels_key!r}, {cues_key!r})")
+        raise ValueError(f"{source}: no cues for image index {image_index} (keys {labels_key!r}, {cues_key!r}); "
+                         "is it the cue file of these images?")
     labels = np.asarray(mapping[labels_key], dtype=np.int64).reshape(-1)
     cue_rows = np.asarray(mapping[cues_key], dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):

@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dsrg.cues import dense_cues, image_cue_entry, load_cues
 from dsrg.evaluation import read_image_ids, read_list_lines
-from dsrg.fileio import read_label_png
+from dsrg.fileio import image_size_problem, read_label_png
 from dsrg.seeds import read_indexed_list
 from dsrg.voc import IGNORE_LABEL
 
@@ -82,6 +82,9 @@ def check_image(path):
         return None, "empty image file (0 bytes)"
     try:
         with Image.open(path) as image:
+            too_large = image_size_problem(image.size)
+            if too_large:
+                return None, too_large
             image.load()
             return image.size, None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -207,8 +210,8 @@ def cue_problems(layout, entries, train_ids):
         try:
             _, cue_rows = image_cue_entry(mapping, index, layout.num_classes, str(layout.cues))
             dense_cues(cue_rows, layout.num_classes, layout.cue_size, layout.cue_size)
-        except (KeyError, ValueError) as error:
-            text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        except ValueError as error:
+            text = str(error)
             found.append(problem(layout.cues, f"training image {name} (cue index {index}, {layout.cue_size}×"
                                               f"{layout.cue_size} grid): {text}"))
     return found, sum(key.endswith("_labels") for key in mapping), notes

@@ -102,7 +102,10 @@ def read_indexed_list(path):
 def cue_seed_masks(cue_mapping, cue_index, num_classes, grid_size, source="cue file"):
     """Boolean C×g×g seeds of one image of an official cue mapping."""
     _, cue_rows = image_cue_entry(cue_mapping, cue_index, num_classes, source)
-    return dense_cues(cue_rows, num_classes, grid_size, grid_size) > 0
+    try:
+        return dense_cues(cue_rows, num_classes, grid_size, grid_size) > 0
+    except ValueError as error:
+        raise ValueError(f"{source}: image {cue_index} ({grid_size}×{grid_size} grid): {error}") from None
 
 
 class SeedQuality:

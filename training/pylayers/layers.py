@@ -9,10 +9,11 @@ import caffe
 import numpy as np
 
 from dsrg import crf, losses
-from dsrg.cues import annotation_batch, image_index_from_label, load_cues
+from dsrg.cues import MAX_LABELS_PER_IMAGE, annotation_batch, image_index_from_label, load_cues
+from dsrg.fileio import MAX_IMAGE_SIDE
 from dsrg.growing import grow_cues
 from dsrg.imagelabels import read_image_labels
-from dsrg.params import REQUIRED, parse_param_str
+from dsrg.params import REQUIRED, Within, parse_param_str
 from dsrg.seeds import read_indexed_list
 from dsrg.softmax import floor_probs, plain_softmax, softmax_backward_from_plain
 from dsrg.voc import NUM_CLASSES
@@ -163,7 +164,8 @@ class DSRGLayer(_CheckedLayer):
 
     bottom_names = ("labels", "probs", "cues", "images")
     top_names = ("grown_cues",)
-    param_schema = {"th1": (float, 0.99), "th2": (float, 0.85), "iters": (int, -1)}
+    param_schema = {"th1": (float, 0.99, Within(0, 1)), "th2": (float, 0.85, Within(0, 1)),
+                    "iters": (int, -1, Within(-1))}
 
     def reshape(self, bottom, top):
         shape = self.require_4d(bottom, 1)
@@ -249,10 +251,10 @@ class AnnotationLayer(_CheckedLayer):
     param_schema = {
         "cues": (str, REQUIRED),
         "mirror": (bool, False),
-        "num_classes": (int, NUM_CLASSES),
-        "cue_size": (int, 41),
-        "cue_file_size": ((int, type(None)), None),
-        "seed": ((int, type(None)), None),
+        "num_classes": (int, NUM_CLASSES, Within(2, MAX_LABELS_PER_IMAGE)),
+        "cue_size": (int, 41, Within(1, MAX_IMAGE_SIDE)),
+        "cue_file_size": ((int, type(None)), None, Within(1, MAX_IMAGE_SIDE)),
+        "seed": ((int, type(None)), None, Within(0)),
     }
 
     def configure(self, bottom, top):
@@ -305,7 +307,7 @@ class ImageLabelLayer(_CheckedLayer):
     param_schema = {
         "labels": (str, REQUIRED),
         "input_list": (str, REQUIRED),
-        "num_classes": (int, NUM_CLASSES),
+        "num_classes": (int, NUM_CLASSES, Within(2, MAX_LABELS_PER_IMAGE)),
     }
 
     def configure(self, bottom, top):

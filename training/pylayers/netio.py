@@ -6,6 +6,8 @@ Caffe is imported on first use, after GLOG_minloglevel defaults to 2 (no start-u
 import os
 from pathlib import Path
 
+from dsrg.weights import WeightsError, h5_file
+
 
 def use_caffe(gpu):
     """The caffe module in GPU mode on device `gpu`, or in CPU mode when `gpu` is None."""
@@ -20,8 +22,34 @@ def use_caffe(gpu):
     return caffe
 
 
-class WeightsError(ValueError):
-    """A weights file that cannot initialise a net: it does not parse, copies no layer, or a shape differs."""
+# The Python-layer modules a net run by the project's tools may name; DSRG_EXTRA_LAYER_MODULES
+# (comma-separated) adds one's own. Caffe imports a python_param module before the layer can check
+# anything, so any module on the path would otherwise run its import-time code.
+LAYER_MODULES = ("pylayers", "pylayers.layer", "pylayers.layers")
+
+
+def allowed_layer_modules():
+    extra = os.environ.get("DSRG_EXTRA_LAYER_MODULES", "")
+    return set(LAYER_MODULES) | {name.strip() for name in extra.split(",") if name.strip()}
+
+
+def check_layer_modules(net_path):
+    """Refuse a net prototxt whose Python layers name a module outside :func:`allowed_layer_modules`,
+    before Caffe imports it: a ValueError naming the file, the layer and the module."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    net = caffe_pb2.NetParameter()
+    try:
+        text_format.Merge(Path(net_path).read_text(), net)
+    except text_format.ParseError as error:
+        raise ValueError(f"{net_path}: not a net prototxt ({error})") from None
+    allowed = allowed_layer_modules()
+    for layer in list(net.layer) + list(net.layers):
+        if layer.HasField("python_param") and layer.python_param.module not in allowed:
+            raise ValueError(f"{net_path}: layer {layer.name}: python_param module {layer.python_param.module!r} is "
+                             f"not one of the project's layer modules ({', '.join(sorted(allowed))}); to run your "
+                             "own, add it to DSRG_EXTRA_LAYER_MODULES (comma-separated)")
 
 
 def caffemodel_blob_shapes(path):
@@ -29,14 +57,9 @@ def caffemodel_blob_shapes(path):
     decoding the values. `legacy` marks a V1 blob given as num × channels × height × width."""
     path = Path(path)
     if path.suffix == ".h5":
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as handle:
-                return {name: [(tuple(group[str(index)].shape), False) for index in range(len(group))]
-                        for name, group in handle["data"].items()}
-        except (OSError, KeyError) as error:
-            raise WeightsError(f"{path}: not an HDF5 caffemodel ({error})") from None
+        with h5_file(path, "HDF5 caffemodel") as handle:
+            return {name: [(tuple(group[str(index)].shape), False) for index in range(len(group))]
+                    for name, group in handle["data"].items()}
     from caffe.proto import caffe_pb2
     from google.protobuf.message import DecodeError
 
@@ -119,6 +142,7 @@ def load_net(deploy, weights, gpu, tool):
     for path, what in ((deploy, "deploy prototxt"), (weights, "weights")):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{tool}: {what} not found: {path}")
+    check_layer_modules(deploy)
     caffe = use_caffe(gpu)
     net = caffe.Net(str(deploy), caffe.TEST)
     loaded = load_weights(net, weights, tool)
