@@ -5,7 +5,8 @@
 #   bash run.sh            every step in order (finished steps are skipped)
 #   bash run.sh STEP ...   only the named steps (run even when marked finished; the tools
 #                          themselves still skip work already done)
-#   bash run.sh --list     the steps
+#   bash run.sh --list     the steps, a line each (touches nothing, needs no data set)
+#   bash run.sh --help     this text
 #   bash run.sh ablation   the paper's ablation: stage 1 without region growing beside stage 1 with
 #                          it (trains stage 1 first if needed), both tested on val, one table
 #   bash run.sh probe      linear probes of the initial trunk beside a random one (tools/probe_trunk.py):
@@ -51,6 +52,36 @@ STEPS=(setup data prepare cues stage1 seeds pseudo stage2list stage2 test evalua
 
 say() { printf '[run] %s\n' "$*" >&2; }
 die() { printf '[run] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# What each step does, for --list (the steps in order, then the two extra ones).
+STEP_LINES=(
+  "setup       build or check Caffe and .venv (tools/setup.sh; DSRG_SKIP_SETUP=1 skips it)"
+  "data        check the data set (demo: generate it); the training input list; image labels"
+  "prepare     render the experiment's prototxt; import the initial weights; record the environment"
+  "cues        CUES=generate: CAM net, heatmaps, saliency, cue file from image labels (else nothing)"
+  "stage1      train stage 1: seed loss on the seeds grown each iteration + constrain loss (DSRG)"
+  "seeds       grown seeds of the trained stage 1; seed quality of raw cues and grown seeds"
+  "pseudo      stage 1's multi-scale + CRF predictions on the training images: the pseudo labels"
+  "stage2list  the stage-2 training list (warped image/label pairs when STAGE2_WARP is set)"
+  "stage2      retrain on the pseudo labels, initialised from stage 1"
+  "test        val predictions of both stages (multi-scale + CRF)"
+  "evaluate    mIoU of the pseudo labels (train) and of both val predictions"
+  "visualize   panel grids: val (image, ground truth, prediction) and training (cues, seeds, labels)"
+  "summary     print the figures; the last line is 'final val mIoU: <percent>'"
+  "ablation    (extra) stage 1 without region growing beside stage 1 with it, one table"
+  "probe       (extra) linear probes of the initial trunk, its comparison trunks and random weights"
+)
+
+case ${1:-} in
+  -h | --help)
+    sed -n '2,/^set -euo pipefail$/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  --list)
+    printf '%s\n' "${STEP_LINES[@]}"
+    exit 0
+    ;;
+esac
 
 [[ -f $EXP_DIR/config.sh ]] || die "unknown experiment '$EXP': $EXP_DIR/config.sh does not exist"
 # shellcheck source=experiment/demo/config.sh
@@ -436,50 +467,7 @@ step_probe() {
 }
 
 step_summary() {
-  "$PY" - "$RUN_DIR" <<'PY'
-import json
-import sys
-from pathlib import Path
-
-run = Path(sys.argv[1])
-
-
-def load(name):
-    path = run / name
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def miou(name):
-    summary = load(name)
-    return "n/a" if summary is None else f"{summary['miou']:.2f}"
-
-
-print(f"== DSRG run {run}")
-for name, title in (("seeds_cues.json", "raw cues"), ("seeds_grown.json", "grown seeds (DSRG)")):
-    summary = load(name)
-    for figures in (summary or {}).values():
-        if isinstance(figures, dict) and "precision" in figures:
-            print(f"  {title:24s}  precision {figures['precision']:6.2f}  recall {figures['recall']:6.2f}  "
-                  f"coverage {figures['coverage']:6.2f}")
-print(f"  train pseudo labels mIoU    {miou('eval_train_pseudo_labels.json')}")
-final = load("eval_val_stage2.json")
-if final is not None:
-    confusion = [[float(value) for value in row] for row in final["confusion_matrix"]]
-    gt_pixels = [sum(row) for row in confusion]
-    present = sum(1 for index, pixels in enumerate(gt_pixels)
-                  if pixels > 0 or (index == 0 and sum(sum(row) for row in confusion) > 0))
-    baseline = 100.0 * gt_pixels[0] / max(1.0, sum(gt_pixels)) / max(1, present)
-    print(f"  val all-background mIoU     {baseline:.2f}")
-print(f"  val stage 1 mIoU            {miou('eval_val_stage1.json')}")
-print(f"  val stage 2 (final) mIoU    {miou('eval_val_stage2.json')}")
-times = run / "step_times.tsv"
-if times.is_file():
-    print("  time per step (s): " + ", ".join(
-        f"{step} {seconds}" for step, seconds in (line.split("\t") for line in times.read_text().split("\n") if line)))
-if final is None:
-    sys.exit("summary: no final evaluation (eval_val_stage2.json) yet")
-print(f"final val mIoU: {final['miou']:.2f}")
-PY
+  "$PY" "$REPO/tools/summary.py" --run-dir "$RUN_DIR"
 }
 
 # Each step runs as a background job in a process group of its own (set -m) while run.sh waits:
@@ -551,10 +539,6 @@ run_step() {
 }
 
 main() {
-  if [[ ${1:-} == --list ]]; then
-    printf '%s\n' "${STEPS[@]}"
-    return
-  fi
   say "experiment $EXP, data $PASCAL_DIR, run folder $RUN_DIR, ${GPU:+GPU }${GPU:-CPU}"
   if (($# == 0)); then
     local step

@@ -1,0 +1,69 @@
+"""run.sh --help and --list (no side effects, no data set needed) and tools/summary.py, the run's last step."""
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from caffe_helpers import load_tool
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_sh(*args, **env):
+    return subprocess.run(["bash", str(REPO / "run.sh"), *args], env=dict(os.environ, **env), capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_help_prints_the_usage_and_list_the_steps_without_touching_anything(tmp_path):
+    done = run_sh("--help")
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("DSRG end to end")
+    assert "bash run.sh --list" in done.stdout and "PASCAL_DIR" in done.stdout and "#" not in done.stdout[:200]
+    steps = re.search(r"^STEPS=\((.*)\)$", (REPO / "run.sh").read_text(), re.M).group(1).split()
+    run_dir = tmp_path / "never"
+    done = run_sh("--list", EXP="voc12-vgg16", RUN_DIR=str(run_dir))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == steps + ["ablation", "probe"]
+    assert all(len(line.split(None, 1)) == 2 for line in lines)
+    assert not run_dir.exists()
+
+
+def write_run(folder, with_final=True):
+    folder.mkdir()
+    (folder / "seeds_cues.json").write_text(json.dumps({"cues": {"precision": 87.3, "recall": 18.6,
+                                                                  "coverage": 21.3}}))
+    (folder / "eval_train_pseudo_labels.json").write_text(json.dumps({"miou": 32.591}))
+    (folder / "eval_val_stage1.json").write_text(json.dumps({"miou": 27.125}))
+    if with_final:
+        (folder / "eval_val_stage2.json").write_text(json.dumps({"miou": 24.4149,
+                                                                 "confusion_matrix": [[6, 2], [1, 1]]}))
+    (folder / "step_times.tsv").write_text("data\t4\nstage1\t1627\n")
+
+
+def test_summary_prints_every_figure_and_the_final_line(tmp_path, capsys):
+    summary = load_tool("summary")
+    write_run(tmp_path / "run")
+    assert summary.main(["--run-dir", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"== DSRG run {tmp_path / 'run'}",
+        "  raw cues                  precision  87.30  recall  18.60  coverage  21.30",
+        "  train pseudo labels mIoU    32.59",
+        # background is 8 of the 10 ground-truth pixels, over 2 present classes: 100 * 0.8 / 2
+        "  val all-background mIoU     40.00",
+        "  val stage 1 mIoU            27.12",
+        "  val stage 2 (final) mIoU    24.41",
+        "  time per step (s): data 4, stage1 1627",
+        "final val mIoU: 24.41",
+    ]
+
+
+def test_summary_without_the_final_evaluation_exits_1(tmp_path, capsys):
+    summary = load_tool("summary")
+    write_run(tmp_path / "run", with_final=False)
+    assert summary.main(["--run-dir", str(tmp_path / "run")]) == 1
+    captured = capsys.readouterr()
+    assert "  val stage 2 (final) mIoU    n/a" in captured.out and "final val mIoU" not in captured.out
+    assert "no final evaluation" in captured.err
+    assert summary.main(["--run-dir", str(tmp_path / "absent")]) == 1
