@@ -40,3 +40,16 @@ def test_netio_names_the_tool_and_the_missing_file_and_imports_caffe_only_when_u
     probe = "import sys, pylayers.netio; print('caffe' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+def test_a_mistyped_net_leaves_nothing_that_would_refuse_the_corrected_call(tmp_path):
+    infer = load_tool("infer")
+    (tmp_path / "ids.txt").write_text("a\n")
+    out = tmp_path / "out"
+    args = ["--deploy", str(tmp_path / "typo.prototxt"), "--weights", str(tmp_path / "w.caffemodel"),
+            "--images", str(tmp_path), "--ids", str(tmp_path / "ids.txt"), "--out", str(out), "--no-progress"]
+    with pytest.raises(FileNotFoundError, match=r"infer\.py: deploy prototxt not found: .*typo\.prototxt"):
+        infer.main(args)
+    assert not (out / infer.CONFIG_NAME).exists()
+    settings = infer.inference_settings(infer.parse_args(args[:1] + [str(tmp_path / "right.prototxt")] + args[2:]))
+    infer.check_folder_settings(out, settings)

@@ -147,21 +147,23 @@ def main(argv=None):
     if args.limit is not None:
         image_ids = image_ids[:args.limit]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     settings = inference_settings(args)
     check_folder_settings(out, settings)
-    atomic_write_json(out / CONFIG_NAME, {**settings, "ids": str(args.ids), "images": len(image_ids)})
     probs_dir = Path(args.save_probs) if args.save_probs else None
-    if probs_dir is not None:
-        probs_dir.mkdir(parents=True, exist_ok=True)
 
     def finished(name):
         return (out / f"{name}.png").is_file() and (probs_dir is None or (probs_dir / f"{name}.npy").is_file())
 
     todo = [name for name in image_ids if not finished(name)]
     print(f"infer.py: {len(image_ids) - len(todo)} of {len(image_ids)} images already done; {len(todo)} to go")
+    # The net is loaded (its files checked) before the folder records its settings: a mistyped
+    # --deploy or --weights leaves nothing behind that would refuse the corrected call.
+    net = load_net(args.deploy, args.weights, args.gpu, "infer.py") if todo else None
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / CONFIG_NAME, {**settings, "ids": str(args.ids), "images": len(image_ids)})
+    if probs_dir is not None:
+        probs_dir.mkdir(parents=True, exist_ok=True)
     if todo:
-        net = load_net(args.deploy, args.weights, args.gpu, "infer.py")
         input_blob = args.input_blob or net.inputs[0]
         score_blob = args.score_blob or net.outputs[0]
         forward = CaffeForward(net, input_blob, score_blob)
