@@ -67,3 +67,23 @@ def test_summary_without_the_final_evaluation_exits_1(tmp_path, capsys):
     assert "  val stage 2 (final) mIoU    n/a" in captured.out and "final val mIoU" not in captured.out
     assert "no final evaluation" in captured.err
     assert summary.main(["--run-dir", str(tmp_path / "absent")]) == 1
+
+
+def test_expected_errors_are_one_line_and_exit_1(tmp_path):
+    import sys
+
+    (tmp_path / "ids.txt").write_text("a\n")
+    calls = {
+        "render_experiment": ["--exp", str(tmp_path / "no_such_experiment"), "--out", str(tmp_path / "out")],
+        "make_cues": ["--input-list", str(tmp_path / "missing.txt"), "--labels", str(tmp_path / "l.txt"),
+                      "--cams", str(tmp_path), "--saliency", str(tmp_path), "--out", str(tmp_path / "c.pickle")],
+        "extract_cams": ["--deploy", str(tmp_path / "missing.prototxt"), "--weights", str(tmp_path / "w"),
+                         "--images", str(tmp_path), "--ids", str(tmp_path / "ids.txt"), "--out", str(tmp_path / "o")],
+    }
+    for tool, args in calls.items():
+        done = subprocess.run([sys.executable, str(REPO / "tools" / f"{tool}.py"), *args], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 1, (tool, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"{tool}.py: "), (tool, done.stderr)
+        assert "missing" in lines[0] or "no_such_experiment" in lines[0], (tool, lines[0])

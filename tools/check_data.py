@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from dsrg.cli import run_main
 from dsrg.datacheck import REPORT_FORMAT, DataLayout, check_dataset, fingerprint
 from dsrg.fileio import atomic_write_json
 from dsrg.progress import progress as show_progress
@@ -119,4 +120,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from dsrg.cam import class_heatmaps
+from dsrg.cli import run_main
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import preprocess
@@ -97,4 +98,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

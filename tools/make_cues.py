@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cam import FOREGROUND_RULES, FOREGROUND_THRESHOLD, foreground_masks, heatmaps_on_grid
+from dsrg.cli import run_main
 from dsrg.cuegen import cue_entry, cue_label_map
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_write_json
@@ -137,4 +138,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

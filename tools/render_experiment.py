@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from dsrg import netedit
+from dsrg.cli import run_main
 from dsrg.fileio import atomic_write_text
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -149,4 +150,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -1,0 +1,24 @@
+"""The command-line tools' exit policy, in one place.
+
+0: done (or nothing left to do); 1: failed, with one line on stderr naming the file and what was
+expected (an expected error: OSError or ValueError, which the project's code raises with such a
+message), never a traceback; 2: a usage error (argparse). tools/train.py adds its documented guard
+codes (3 diverged, 4 a layer raised, 128 + N stopped by signal N).
+"""
+import sys
+from pathlib import Path
+
+EXPECTED_ERRORS = (OSError, ValueError)
+
+
+def run_main(main, argv=None):
+    """Run a tool's `main(argv)`; returns its exit status (None counts as 0), an expected error
+    printed as one line prefixed with the tool's name unless the message already starts with it."""
+    name = Path(sys.argv[0]).name
+    try:
+        status = main(argv)
+    except EXPECTED_ERRORS as error:
+        text = str(error)
+        print(text if text.startswith(f"{name}:") else f"{name}: error: {text}", file=sys.stderr)
+        return 1
+    return 0 if status is None else int(status)
