@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 import krahenbuhl2013
 from krahenbuhl2013.testing import natural_scene, probabilities, random_scene, reference_crf
+from dsrg.cli import run_main
 
 
 def parse_args(argv):
@@ -120,4 +121,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

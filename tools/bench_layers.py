@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from dsrg import crf, losses
+from dsrg.cli import run_main
 from dsrg.cues import annotation_batch, load_cues
 from dsrg.fileio import read_label_png
 from dsrg.seeds import read_indexed_list
@@ -290,4 +291,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

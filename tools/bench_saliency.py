@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrg.cli import run_main
 from dsrg.cues import load_cues
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_write_json, atomic_write_text, read_rgb
@@ -169,7 +170,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        sys.exit(f"bench_saliency.py: error: {error}")
+    sys.exit(run_main(main, also=(KeyError,)))

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from dsrg.cli import run_main
 from dsrg.fileio import atomic_write_text
 
 
@@ -71,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

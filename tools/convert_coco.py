@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as coco_mask
 
+from dsrg.cli import run_main
 from dsrg.coco import (CLASS_OF_CATEGORY, OVERLAP_RULES, CocoFormatError, Instance, class_names_text,
                        compose_label_map, image_labels, index_annotations)
 from dsrg.fileio import atomic_save_label_png, atomic_write_json, atomic_write_text, current_umask
@@ -223,7 +224,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (CocoFormatError, FileNotFoundError, json.JSONDecodeError) as error:
-        sys.exit(f"convert_coco.py: error: {error}")
+    sys.exit(run_main(main))

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dsrg.cli import run_main
 from dsrg.cues import load_cues, save_cues
 
 
@@ -31,4 +32,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

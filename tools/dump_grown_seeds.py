@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrg.cli import run_main
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_text
 from dsrg.progress import progress
@@ -128,7 +129,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (OSError, ValueError) as error:
-        sys.exit(f"dump_grown_seeds.py: error: {error}")
+    sys.exit(run_main(main))

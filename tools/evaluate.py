@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 
+from dsrg.cli import run_main
 from dsrg.evaluation import MIOU_MODES, ConfusionMatrix, format_table, read_class_names, read_image_ids
 from dsrg.fileio import atomic_write_json, read_label_png
 from dsrg.progress import progress as show_progress
@@ -78,7 +79,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"evaluate.py: error: {error}")
+    sys.exit(run_main(main))

@@ -65,6 +65,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrg.cli import run_main
 from dsrg.fileio import atomic_write_bytes, atomic_write_json
 from dsrg import resnet
 from dsrg.weights import (HED_WEIGHTS, KERAS_VGG16_WEIGHTS, WeightsError, caffe_vgg16_layers,
@@ -539,4 +540,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

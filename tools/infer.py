@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrg.cli import run_main
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import FUSE_MODES, SCALE_MODES, predict
@@ -188,7 +189,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (OSError, ValueError) as error:
-        sys.exit(f"infer.py: error: {error}")
+    sys.exit(run_main(main))

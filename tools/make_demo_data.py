@@ -17,11 +17,13 @@ arguments it is an error (use another --out). The same arguments give byte-ident
 import argparse
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from dsrg.cli import run_main
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_save_label_png, atomic_write_bytes, atomic_write_json, atomic_write_text
 from dsrg.imagelabels import write_image_labels
@@ -121,4 +123,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

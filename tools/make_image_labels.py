@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dsrg.cli import run_main
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import read_label_png
 from dsrg.imagelabels import labels_from_label_map, write_image_labels
@@ -50,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -38,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 from dsrg import netedit, resnet
+from dsrg.cli import run_main
 from dsrg.fileio import atomic_write_bytes, atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -287,4 +288,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

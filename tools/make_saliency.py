@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from dsrg.cli import run_main
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_image, read_rgb
 from dsrg.progress import progress
@@ -61,7 +62,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"make_saliency.py: error: {error}")
+    sys.exit(run_main(main))

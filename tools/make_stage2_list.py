@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from dsrg.cli import run_main
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_image, atomic_save_label_png, atomic_write_text, read_label_png
 from dsrg.progress import progress
@@ -79,4 +80,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrg.cli import run_main
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_write_json, atomic_write_text
 from dsrg.seeds import read_indexed_list
@@ -87,7 +88,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (OSError, ValueError) as error:
-        sys.exit(f"make_train_list.py: error: {error}")
+    sys.exit(run_main(main))

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrg.cli import run_main
 from dsrg.evaluation import read_image_ids, resolve_class_names
 from dsrg.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, read_rgb
 from dsrg.inference import preprocess
@@ -236,4 +237,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 
+from dsrg.cli import run_main
 from dsrg.cues import load_cues
 from dsrg.evaluation import read_class_names, read_image_ids
 from dsrg.fileio import atomic_write_json, atomic_write_text, read_label_png
@@ -105,7 +106,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        sys.exit(f"seed_quality.py: error: {error}")
+    sys.exit(run_main(main, also=(KeyError,)))

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from dsrg.cli import run_main
 
 FINAL = "eval_val_stage2.json"
 
@@ -79,4 +80,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -55,7 +55,7 @@ import numpy as np
 from dsrg.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dsrg.progress import progress as show_progress
 from dsrg.softmax import MIN_PROB
-from pylayers.netio import WeightsError, check_layer_modules, load_weights, use_caffe
+from pylayers.netio import check_layer_modules, load_weights, use_caffe
 from pylayers.snapshots import (SnapshotError, clear_staging, remove_snapshots_from, restore, resume_latest,
                                  rotate_snapshots, snapshot_files, snapshot_problem, staging_prefix, take_snapshot)
 

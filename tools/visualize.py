@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dsrg.cli import run_main
 from dsrg.cues import load_cues
 from dsrg.evaluation import read_class_names, read_image_ids, resolve_class_names
 from dsrg.fileio import atomic_save_image, read_label_png
@@ -131,7 +132,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        sys.exit(f"visualize.py: error: {error}")
+    sys.exit(run_main(main, also=(KeyError,)))

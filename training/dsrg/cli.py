@@ -11,14 +11,15 @@ from pathlib import Path
 EXPECTED_ERRORS = (OSError, ValueError)
 
 
-def run_main(main, argv=None):
-    """Run a tool's `main(argv)`; returns its exit status (None counts as 0), an expected error
-    printed as one line prefixed with the tool's name unless the message already starts with it."""
+def run_main(main, argv=None, also=()):
+    """Run a tool's `main(argv)` and return its exit status: an int it returns, else 0 (a tool may
+    return its summary). An expected error (EXPECTED_ERRORS, plus the exception types in `also`) is
+    printed as one line, prefixed with the tool's name unless the message already starts with it."""
     name = Path(sys.argv[0]).name
     try:
         status = main(argv)
-    except EXPECTED_ERRORS as error:
-        text = str(error)
+    except EXPECTED_ERRORS + tuple(also) as error:
+        text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(text if text.startswith(f"{name}:") else f"{name}: error: {text}", file=sys.stderr)
         return 1
-    return 0 if status is None else int(status)
+    return status if isinstance(status, int) else 0
