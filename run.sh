@@ -406,6 +406,7 @@ step_test() {
 # evaluate PREDICTIONS IDS NAME [FOLDER]: FOLDER/eval_NAME.json and .txt (FOLDER: $RUN_DIR).
 evaluate() {
   local pred=$1 ids=$2 name=$3 folder=${4:-$RUN_DIR}
+  say "evaluation $name: $pred against $GT, the ids of $ids"
   "$PY" "$REPO/tools/evaluate.py" --pred "$pred" --gt "$GT" --test_ids "$ids" --class_num "$NUM_CLASSES" \
     "${CLASS_ARGS[@]}" --save_path "$folder/eval_$name.json" | tee "$folder/eval_$name.txt"
 }
@@ -538,7 +539,37 @@ run_step() {
   stop_if_signalled
 }
 
+# Everything run.sh and its tools print from here on goes to the terminal and to
+# RUN_DIR/logs/run-<UTC time>.log. The log keeps only the last state of each progress bar (the text
+# after a line's last carriage return). On a terminal the tools still draw bars (DSRG_PROGRESS=bars,
+# since their output now passes through the copy); the copy ignores Ctrl-C and SIGTERM, so the
+# lines written while a step stops still arrive.
+start_run_log() {
+  RUN_LOG=$RUN_DIR/logs/run-$(date -u +%Y%m%dT%H%M%SZ).log
+  mkdir -p "$RUN_DIR/logs"
+  [[ -t 2 ]] && export DSRG_PROGRESS=bars
+  exec > >(
+    trap '' INT TERM
+    exec tee >(
+      trap '' INT TERM
+      exec sed -u 's/.*\r//' >>"$RUN_LOG"
+    )
+  ) 2>&1
+  RUN_LOG_PID=$!
+  trap finish_run_log EXIT
+  say "run log: $RUN_LOG"
+}
+
+# At exit: close run.sh's side of the copy and wait for it to write the last lines.
+finish_run_log() {
+  local status=$?
+  exec >&- 2>&-
+  wait "$RUN_LOG_PID" 2>/dev/null || true
+  return "$status"
+}
+
 main() {
+  start_run_log
   say "experiment $EXP, data $PASCAL_DIR, run folder $RUN_DIR, ${GPU:+GPU }${GPU:-CPU}"
   if (($# == 0)); then
     local step

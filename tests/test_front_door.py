@@ -3,6 +3,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from caffe_helpers import load_tool
@@ -87,3 +88,25 @@ def test_expected_errors_are_one_line_and_exit_1(tmp_path):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"{tool}.py: "), (tool, done.stderr)
         assert "missing" in lines[0] or "no_such_experiment" in lines[0], (tool, lines[0])
+
+
+def test_a_run_log_keeps_everything_printed_without_carriage_returns(tmp_path):
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, EXP="demo", RUN_DIR=str(run_dir), DEMO_TRAIN="4", DEMO_VAL="2", DSRG_SKIP_SETUP="1",
+               GPU="", DSRG_PROGRESS="bars")
+    for name in ("PASCAL_DIR", "CUES", "INIT_WEIGHTS"):
+        env.pop(name, None)
+    done = subprocess.run(["bash", str(REPO / "run.sh"), "data"], env=env, capture_output=True, timeout=300)
+    output = done.stdout.decode()          # bytes: text mode would turn carriage returns into newlines
+    assert done.returncode == 0, output + done.stderr.decode()
+    assert done.stderr == b""               # run.sh sends everything through the copy to the log
+    logs = sorted((run_dir / "logs").glob("run-*.log"))
+    assert len(logs) == 1
+    expected = [line.split("\r")[-1] for line in output.split("\n") if line]
+    deadline = time.time() + 5               # the copy's last filter may finish a moment after run.sh
+    while logs[0].read_bytes().decode().splitlines() != expected and time.time() < deadline:
+        time.sleep(0.1)
+    text = logs[0].read_bytes().decode()
+    assert "\r" not in text and "\r" in output      # the terminal side keeps the bars
+    assert f"[run] run log: {logs[0]}" in text and "[run] step data done in" in text
+    assert text.splitlines() == expected

@@ -2,8 +2,11 @@
 
 A bar redraws itself with carriage returns, which turns a log file into one unreadable line; when
 stderr is not a terminal the same calls print one plain line per tenth of the work instead (and at
-the end), e.g. ``infer: 340/1700 img (20%), 131 s``.
+the end), e.g. ``infer: 340/1700 img (20%), 131 s``. DSRG_PROGRESS=bars asks for bars on a pipe
+that ends on a terminal: run.sh sets it when it copies its output to a run log (which it keeps free
+of the carriage-return states).
 """
+import os
 import sys
 import time
 
@@ -60,7 +63,7 @@ def progress(iterable=None, total=None, desc="", unit="it", initial=0, disable=F
     """
     if disable:
         return _Silent(iterable, total, desc, unit, initial)
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() or os.environ.get("DSRG_PROGRESS") == "bars":
         from tqdm import tqdm
         return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, dynamic_ncols=True)
     return PlainProgress(iterable, total, desc, unit, initial)
