@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections import namedtuple
+from pathlib import Path
 
 import caffe
 import numpy as np
@@ -201,3 +202,40 @@ def test_a_signal_stops_training_with_a_snapshot_and_the_rerun_resumes(tmp_path,
         return [blob.data.copy() for blob in caffe.Net(str(plain), str(path), caffe.TEST).params["ip"]]
 
     assert_same(weights(tmp_path / "straight" / train.FINAL_WEIGHTS), weights(out / train.FINAL_WEIGHTS))
+
+
+def test_caffe_log_is_read_by_caffes_parse_log(tmp_path, train):
+    """OUT/caffe.log holds Caffe's solver-log lines; Caffe's own parse_log.py, where the Caffe build
+    kept its sources, reads the same iterations, learning rates and outputs as train_log.tsv."""
+    import re
+
+    solver = write_tiny_experiment(tmp_path / "exp", base_lr=0.05, momentum=0.9)
+    out = tmp_path / "run"
+    assert train.main(["--solver", str(solver), "--out", str(out), "--iters", "4"] + COMMON) == 0
+    assert train.main(["--solver", str(solver), "--out", str(out), "--iters", "6"] + COMMON) == 0
+    lines = (out / "caffe.log").read_text().splitlines()
+    prefix = r"^I\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [a-z_]+\.cpp:\d+\] "
+    assert all(re.match(prefix, line) for line in lines)
+    assert sum("] Solving solver" in line for line in lines) == 2          # the run and its resumption
+    iterations = [int(m.group(1)) for m in map(re.compile(r"Iteration (\d+), lr = 0\.05$").search, lines) if m]
+    assert iterations == [1, 2, 3, 4, 5, 6]
+    header, rows = train.read_log(out / train.LOG_NAME, 10 ** 9)
+    outputs = [float(m.group(1)) for m in map(re.compile(r"Train net output #0: loss = (\S+)$").search, lines) if m]
+    np.testing.assert_allclose(outputs, [row[1] for row in rows], rtol=1e-5)
+    parse_logs = sorted(Path.home().glob(".cache/dsrg/work-*/src/tools/extra/parse_log.py"))
+    if not parse_logs:
+        return
+    # Caffe 1.0's parse_log.py is Python 2 only in its one print statement; its parse_log() is read
+    # as it is, with that statement made a call.
+    source = re.sub(r"print '([^']*)' % (\w+)", r"print('\1' % \2)", parse_logs[-1].read_text())
+    sys.path.insert(0, str(parse_logs[-1].parent))
+    try:
+        namespace = {"__name__": "caffe_parse_log"}
+        exec(compile(source, str(parse_logs[-1]), "exec"), namespace)
+        train_rows, test_rows = namespace["parse_log"](str(out / "caffe.log"))
+    finally:
+        sys.path.remove(str(parse_logs[-1].parent))
+    assert test_rows == []
+    assert [row["NumIters"] for row in train_rows] == [1, 2, 3, 4, 5, 6]
+    assert [row["LearningRate"] for row in train_rows] == [0.05] * 6
+    np.testing.assert_allclose([row["loss"] for row in train_rows], [row[1] for row in rows], rtol=1e-5)

@@ -4,7 +4,9 @@
 The solver prototxt is read, its net path resolved relative to the solver file, its snapshot
 prefix pointed into OUT/snapshots/, and the result written to OUT/solver.prototxt, which is what
 Caffe then runs. Every iteration is one `solver.step(1)`. Every --log-every iterations the outputs,
-averaged over the window, are appended to OUT/train_log.tsv and OUT/loss_curve.png is redrawn.
+averaged over the window, are appended to OUT/train_log.tsv and OUT/loss_curve.png is redrawn;
+the same figures go to OUT/caffe.log in the lines of Caffe's own solver log, which Caffe's
+tools/extra/parse_log.py reads.
 
 Guards (each stops the run with a message naming the iteration(s), the output and its value; the
 snapshots whose weights already gave the bad value are removed, earlier ones kept, so a rerun, e.g.
@@ -42,6 +44,7 @@ Example:
       --out runs/demo/stage1 --iters 600 --log-every 20
 """
 import argparse
+import datetime
 import io
 import math
 import os
@@ -60,6 +63,7 @@ from pylayers.snapshots import (SnapshotError, clear_staging, remove_snapshots_f
                                  rotate_snapshots, snapshot_files, snapshot_problem, staging_prefix, take_snapshot)
 
 LOG_NAME = "train_log.tsv"
+CAFFE_LOG_NAME = "caffe.log"
 CURVE_NAME = "loss_curve.png"
 DONE_NAME = "train_done.json"
 FINAL_WEIGHTS = "final.caffemodel"
@@ -336,6 +340,33 @@ def stop_run(error, prefix, out, header, rows, discard_from=None):
     raise error
 
 
+class CaffeFormatLog:
+    """OUT/caffe.log: the training figures in the lines Caffe's own solver logs, so that Caffe's
+    tools/extra/parse_log.py (and plot_training_log.py) read it: a `Solving` line when a run (or a
+    resumed run) starts, then per logging window `Iteration N, loss = …`, `Iteration N, lr = …` and
+    one `Train net output #k: name = value` per output (the window means of train_log.tsv)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def _write(self, source, text):
+        now = datetime.datetime.now()
+        with open(self.path, "a") as handle:
+            handle.write(f"I{now:%m%d %H:%M:%S.%f} {os.getpid():5d} {source}] {text}\n")
+
+    def start(self, name, iteration):
+        self._write("solver.cpp:288", f"Solving {name}")
+        self._write("solver.cpp:289", f"Learning Rate Policy: resumed at iteration {iteration}"
+                    if iteration else "Learning Rate Policy: from the solver file")
+
+    def window(self, iteration, names, values, lr):
+        losses = [value for name, value in zip(names, values) if "loss" in name.lower()]
+        self._write("solver.cpp:218", f"Iteration {iteration}, loss = {sum(losses):.6g}")
+        self._write("sgd_solver.cpp:105", f"Iteration {iteration}, lr = {lr:.6g}")
+        for index, (name, value) in enumerate(zip(names, values)):
+            self._write("solver.cpp:237", f"    Train net output #{index}: {name} = {value:.6g}")
+
+
 def save_weights_atomically(net, path):
     tmp = path.with_name(f".{path.name}.tmp")
     net.save(str(tmp))
@@ -400,6 +431,8 @@ def main(argv=None):
 
     log_path = out / LOG_NAME
     header, rows = read_log(log_path, solver.iter)
+    caffe_log = CaffeFormatLog(out / CAFFE_LOG_NAME)
+    caffe_log.start(prefix.name, solver.iter)
     window = {}
     start_iter, start_time = solver.iter, time.time()
     guard = StuckLossGuard(args.stuck_iters, args.stuck_tolerance)
@@ -446,6 +479,7 @@ def main(argv=None):
                         header, rows = ["iteration"] + names, []
                     rows.append([done_iters] + [float(np.mean(window[name])) for name in names])
                     window = {}
+                    caffe_log.window(done_iters, names, rows[-1][1:], solver.lr)
                     write_log(log_path, header, rows)
                     plot_curve(out / CURVE_NAME, header, rows, prefix.name)
                     summary = "  ".join(f"{name} {value:.4g}" for name, value in zip(names, rows[-1][1:]))
