@@ -517,8 +517,20 @@ stop_if_signalled() {
   exit $((128 + number))
 }
 
+# Before the first step after set-up: GPU=N needs a Caffe built with CUDA, and a CPU-only build
+# would abort at stage 1 ("Cannot use GPU in CPU-only Caffe") after the long data check.
+CAFFE_MODE_CHECKED=
+check_caffe_mode() {
+  [[ -n $CAFFE_MODE_CHECKED || -z $GPU ]] && return 0
+  CAFFE_MODE_CHECKED=1
+  # In a group whose stderr is discarded, so that the shell's "Aborted" line of a CPU-only Caffe goes too.
+  { "$PY" -c 'import sys, caffe; caffe.set_device(int(sys.argv[1])); caffe.set_mode_gpu()' "$GPU"; } >/dev/null 2>&1 ||
+    die "GPU=$GPU, but the Caffe in $REPO/.venv cannot use GPU $GPU (a CPU-only build, or no such device): rebuild it with CUDA (CAFFE_GPU=1 bash tools/setup.sh), or unset GPU to run on the CPU"
+}
+
 run_step() {
   local step=$1 force=$2
+  [[ $step == setup ]] || check_caffe_mode
   if [[ $force == 0 && $step != setup && -f $MARKS/$step ]]; then
     say "step $step: finished before, skipped"
     return

@@ -110,3 +110,23 @@ def test_a_run_log_keeps_everything_printed_without_carriage_returns(tmp_path):
     assert "\r" not in text and "\r" in output      # the terminal side keeps the bars
     assert f"[run] run log: {logs[0]}" in text and "[run] step data done in" in text
     assert text.splitlines() == expected
+
+
+def test_gpu_with_a_caffe_that_cannot_use_it_stops_before_any_step(tmp_path):
+    import sys
+
+    import pytest
+
+    probe = subprocess.run([sys.executable, "-c", "import caffe; caffe.set_device(0); caffe.set_mode_gpu()"],
+                           capture_output=True, timeout=60)
+    if probe.returncode == 0:
+        pytest.skip("this Caffe can use GPU 0")
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, EXP="demo", RUN_DIR=str(run_dir), GPU="0", DSRG_SKIP_SETUP="1")
+    done = subprocess.run(["bash", str(REPO / "run.sh"), "data"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("[run] ERROR: GPU=0, but the Caffe in ") and "CAFFE_GPU=1 bash tools/setup.sh" in last
+    assert "Aborted" not in done.stdout + done.stderr
+    assert not (run_dir / ".done").exists() and not list((run_dir / "data").iterdir())

@@ -5,6 +5,8 @@
 # Needs Debian 12 with python3 and git, and root or sudo for the packages in tools/apt-packages.txt
 # (tools/check_fresh_machine.sh proves it on a fresh debootstrap root).
 #   PYTHON_FOR_VENV   the interpreter .venv is made with (default python3)
+#   CAFFE_GPU         1: build Caffe with CUDA, 0: CPU only; default 1 when GPU is set (run.sh's GPU id)
+#                     or nvidia-smi lists a GPU, else 0 (caffe/build.sh)
 set -Eeuo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=$REPO/.venv
@@ -174,12 +176,30 @@ fetch_packaged_weights() {
   done
 }
 
+# CAFFE_GPU for caffe/build.sh: as given, else 1 when a GPU is asked for (GPU) or visible (nvidia-smi).
+choose_caffe_build() {
+  if [[ -z ${CAFFE_GPU:-} ]]; then
+    if [[ -n ${GPU:-} ]]; then
+      CAFFE_GPU=1
+      say "GPU=$GPU is set: building Caffe with CUDA (CAFFE_GPU=0 builds the CPU-only Caffe)"
+    elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+      CAFFE_GPU=1
+      say "nvidia-smi lists a GPU: building Caffe with CUDA (CAFFE_GPU=0 builds the CPU-only Caffe)"
+    else
+      CAFFE_GPU=0
+      say "no GPU asked for (GPU) or visible (nvidia-smi): building the CPU-only Caffe (CAFFE_GPU=1 for CUDA)"
+    fi
+  fi
+  export CAFFE_GPU
+}
+
 main() {
   install_apt_packages
   require_python
   create_venv
   pip_step python-dependencies "$(inputs_hash python-dependencies.txt)" \
     install --disable-pip-version-check -r "$REPO/python-dependencies.txt"
+  choose_caffe_build
   bash "$REPO/caffe/build.sh" "$VENV"
   pip_step crf-extension "$(inputs_hash CRF)" \
     install --disable-pip-version-check --no-build-isolation --no-deps "$REPO/CRF"
