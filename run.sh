@@ -551,32 +551,37 @@ run_step() {
   stop_if_signalled
 }
 
-# Everything run.sh and its tools print from here on goes to the terminal and to
-# RUN_DIR/logs/run-<UTC time>.log. The log keeps only the last state of each progress bar (the text
-# after a line's last carriage return). On a terminal the tools still draw bars (DSRG_PROGRESS=bars,
-# since their output now passes through the copy); the copy ignores Ctrl-C and SIGTERM, so the
-# lines written while a step stops still arrive.
+# Everything run.sh and its tools print from here on goes where it went before (stdout and stderr
+# apart) and also to RUN_DIR/logs/run-<UTC time>.log. The log keeps only the last state of each
+# progress bar (the text after a line's last carriage return). On a terminal the tools still draw
+# bars (DSRG_PROGRESS=bars, since their output now passes through the copy); the copies ignore
+# Ctrl-C and SIGTERM, so the lines written while a step stops still arrive.
+log_copy() {
+  trap '' INT TERM
+  exec tee >(
+    trap '' INT TERM
+    exec sed -u 's/.*\r//' >>"$RUN_LOG"
+  )
+}
+
 start_run_log() {
   RUN_LOG=$RUN_DIR/logs/run-$(date -u +%Y%m%dT%H%M%SZ).log
   mkdir -p "$RUN_DIR/logs"
   [[ -t 2 ]] && export DSRG_PROGRESS=bars
-  exec > >(
-    trap '' INT TERM
-    exec tee >(
-      trap '' INT TERM
-      exec sed -u 's/.*\r//' >>"$RUN_LOG"
-    )
-  ) 2>&1
-  RUN_LOG_PID=$!
+  exec > >(log_copy)
+  RUN_LOG_PIDS=$!
+  exec 2> >(log_copy >&2)
+  RUN_LOG_PIDS="$RUN_LOG_PIDS $!"
   trap finish_run_log EXIT
   say "run log: $RUN_LOG"
 }
 
-# At exit: close run.sh's side of the copy and wait for it to write the last lines.
+# At exit: close run.sh's side of the copies and wait for them to write the last lines.
 finish_run_log() {
   local status=$?
   exec >&- 2>&-
-  wait "$RUN_LOG_PID" 2>/dev/null || true
+  # shellcheck disable=SC2086
+  wait $RUN_LOG_PIDS 2>/dev/null || true
   return "$status"
 }
 
