@@ -385,7 +385,7 @@ def initialise(solver, args, prefix, solver_type):
         problem = snapshot_problem(resume, resume.with_suffix(".caffemodel"), solver.net, solver_type)
         if problem is not None:
             raise SnapshotError(f"train.py: cannot resume: {problem}")
-        restore(solver, resume, solver_type)
+        restore(solver, resume)
     else:
         resume = resume_latest(solver, prefix, solver_type, lambda text: print(f"train.py: {text}", file=sys.stderr))
     if resume is not None:

@@ -182,7 +182,7 @@ def snapshot_problem(state_path, weights_path, net, solver_type):
     return None
 
 
-def restore(solver, state_path, solver_type):
+def restore(solver, state_path):
     """Resume `solver` from `state_path` with the weights beside it (not the path the state records)."""
     state_path = Path(state_path)
     state = read_solver_state(state_path)
@@ -205,7 +205,7 @@ def resume_latest(solver, prefix, solver_type, say):
         state_path, weights_path = snapshots[iteration]
         problem = snapshot_problem(state_path, weights_path, solver.net, solver_type)
         if problem is None:
-            restore(solver, state_path, solver_type)
+            restore(solver, state_path)
             return state_path
         for path in (state_path, weights_path):
             os.replace(path, path.with_name(path.name + ".unusable"))
