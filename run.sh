@@ -266,8 +266,8 @@ step_cues() {
     $(iters_arg "$CAM_ITERS") --log-every "$LOG_EVERY" "${GPU_ARGS[@]}"
   "$PY" "$REPO/tools/extract_cams.py" --deploy "$PROTO/cam_deploy.prototxt" --weights "$RUN_DIR/cam/final.caffemodel" \
     --images "$IMAGES" --ids "$TRAIN_IDS" --out "$RUN_DIR/cams" "${GPU_ARGS[@]}"
-  "$PY" "$REPO/tools/make_saliency.py" --image-dir "$IMAGES" --ids "$TRAIN_IDS" --method "$SALIENCY_METHOD" \
-    --out-dir "$RUN_DIR/saliency"
+  "$PY" "$REPO/tools/make_saliency.py" --images "$IMAGES" --ids "$TRAIN_IDS" --method "$SALIENCY_METHOD" \
+    --out "$RUN_DIR/saliency"
   "$PY" "$REPO/tools/make_cues.py" --input-list "$TRAIN_INPUT_LIST" --labels "$IMAGE_LABELS" --cams "$RUN_DIR/cams" \
     --saliency "$RUN_DIR/saliency" --num-classes "$NUM_CLASSES" --cue-size "$CUE_FILE_SIZE" \
     --fg-threshold "$CAM_FG_THRESHOLD" --bg-threshold "$SALIENCY_BG_THRESHOLD" --out "$GENERATED_CUES"
@@ -288,11 +288,11 @@ step_seeds() {
     --weights "$RUN_DIR/stage1/final.caffemodel" --out "$RUN_DIR/grown_seeds" --batch-size "$SEEDS_BATCH" \
     --source "$TRAIN_INPUT_LIST" \
     "${limit[@]}" "${GPU_ARGS[@]}"
-  "$PY" "$REPO/tools/seed_quality.py" --cues "$cues" --gt "$GT" --list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" \
-    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
+  "$PY" "$REPO/tools/seed_quality.py" --cues "$cues" --gt "$GT" --input-list "$TRAIN_INPUT_LIST" \
+    --cue-size "$CUE_FILE_SIZE" --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
     --out "$RUN_DIR/seeds_cues.json" --markdown "$RUN_DIR/seeds_cues.md"
-  "$PY" "$REPO/tools/seed_quality.py" --seed-dir "$RUN_DIR/grown_seeds" --gt "$GT" --list "$TRAIN_INPUT_LIST" \
-    --cue-size "$CUE_SIZE" --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
+  "$PY" "$REPO/tools/seed_quality.py" --grown-seeds "$RUN_DIR/grown_seeds" --gt "$GT" --input-list "$TRAIN_INPUT_LIST" \
+    --cue-size "$CUE_SIZE" --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
     --out "$RUN_DIR/seeds_grown.json" --markdown "$RUN_DIR/seeds_grown.md"
 }
 
@@ -340,8 +340,8 @@ step_test() {
 evaluate() {
   local pred=$1 ids=$2 name=$3 folder=${4:-$RUN_DIR}
   say "evaluation $name: $pred against $GT, the ids of $ids"
-  "$PY" "$REPO/tools/evaluate.py" --pred "$pred" --gt "$GT" --test_ids "$ids" --class_num "$NUM_CLASSES" \
-    "${CLASS_ARGS[@]}" --save_path "$folder/eval_$name.json" | tee "$folder/eval_$name.txt"
+  "$PY" "$REPO/tools/evaluate.py" --pred "$pred" --gt "$GT" --ids "$ids" --num-classes "$NUM_CLASSES" \
+    "${CLASS_ARGS[@]}" --out "$folder/eval_$name.json" | tee "$folder/eval_$name.txt"
 }
 
 step_evaluate() {
@@ -356,11 +356,11 @@ step_visualize() {
   local train_panels=8
   [[ -n $SEEDS_LIMIT ]] && ((SEEDS_LIMIT < train_panels)) && train_panels=$SEEDS_LIMIT
   "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/val_stage2" \
-    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$VAL_IDS" --limit 8 --out "$RUN_DIR/panels_val" \
+    --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$VAL_IDS" --limit 8 --out "$RUN_DIR/panels_val" \
     --grid "$RUN_DIR/panels_val.png"
   "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/pseudo_labels" \
     --cues "$(find_cues)" --input-list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" --grown-seeds "$RUN_DIR/grown_seeds" \
-    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_INPUT_LIST" --limit "$train_panels" --out "$RUN_DIR/panels_train" \
+    --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_INPUT_LIST" --limit "$train_panels" --out "$RUN_DIR/panels_train" \
     --grid "$RUN_DIR/panels_train.png"
 }
 

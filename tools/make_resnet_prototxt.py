@@ -228,7 +228,9 @@ def write_random_weights(net_path, out, seed=0):
     """A random caffemodel in DeepLab's init.caffemodel layout (trunk layers only) for the net `net_path`."""
     import caffe
     import numpy as np
+    from pylayers.netio import check_layer_modules
 
+    check_layer_modules(net_path)
     caffe.set_random_seed(seed)
     net = caffe.Net(str(net_path), caffe.TEST)
     trunk = [name for name in net.params if resnet.is_trunk_layer(name)]
