@@ -31,6 +31,7 @@ SHOWN = {
     "convert_coco": {"--images", "--out", "--no-progress"},
     "convert_cues": {"--force"},
     "dump_grown_seeds": {"--out", "--batch-size", "--no-progress"},
+    "estimate_cost": set(),
     "evaluate": {"--ids", "--out", "--num-classes", "--quiet", "--no-progress"},
     "extract_cams": {"--images", "--image-ext", "--ids", "--out", "--no-progress"},
     "import_weights": {"--out", "--force"},
