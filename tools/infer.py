@@ -2,7 +2,7 @@
 """Multi-scale inference of a segmentation net: palette PNG label maps (and optionally probabilities).
 
 Each image runs through the deploy net at several input sizes; by default (--fuse scores, the
-release's test-ms.py) the raw per-scale scores are resized to the image (bilinear, aligned
+release's test-ms.py and test-ms-f.py) the raw per-scale scores are resized to the image (bilinear, aligned
 corners), summed, and turned into probabilities by one softmax (--fuse probs instead averages the
 per-scale softmax maps); an optional dense CRF (our krahenbuhl2013.CRF, scale_factor 1, on
 log-probabilities) refines them; the label map is the per-pixel best class over all classes, as
@@ -10,8 +10,8 @@ the release's pseudo labels are, or with --restrict-to-labels only among the ima
 background (the release's unused generate_train_gt.py). The numpy core is dsrg.inference.
 
 Scale modes: 'warp' — each scale is a square side, the image is warped to it (stage-1 model,
-default 241,321,401); 'relative' — each scale multiplies the image size (final model, default
-0.75,1,1.25). Outputs are written atomically; images whose outputs exist are skipped, and a
+default 241,321,401 as test-ms.py); 'relative' — each scale multiplies the image size (final model,
+default 0.75,1,1.25 as test-ms-f.py). Outputs are written atomically; images whose outputs exist are skipped, and a
 folder made with other settings (weights, scales, fusion, CRF, restriction) is refused, not mixed.
 
 Examples:
@@ -62,7 +62,7 @@ def parse_args(argv):
                         help="comma-separated scales (default 241,321,401 for warp, 0.75,1,1.25 for relative)")
     parser.add_argument("--fuse", choices=FUSE_MODES, default="scores",
                         help="scores: sum the raw scores and take one softmax (default, the release's "
-                             "test-ms.py); probs: average the per-scale softmax maps")
+                             "test-ms.py and test-ms-f.py); probs: average the per-scale softmax maps")
     parser.add_argument("--crf", action="store_true", help="refine with the dense CRF on log-probabilities")
     parser.add_argument("--crf-scale", type=float, default=1.0, help="CRF scale_factor (default 1)")
     parser.add_argument("--restrict-to-labels", metavar="CUES",

@@ -3,7 +3,7 @@
 A segmentation network is seen through a `forward` callable that maps one preprocessed image
 (1×3×h×w, mean-subtracted BGR float32) to its class scores (C×h'×w'). Prediction runs the network
 at several input sizes, resizes the score maps to the image (bilinear, aligned corners) and fuses
-them: by default as the release's test-ms.py does (scores summed, one softmax), or by averaging
+them: by default as the release's test-ms.py and test-ms-f.py do (scores summed, one softmax), or by averaging
 per-scale probabilities. It optionally refines the result with a dense CRF on log-probabilities
 and restricts the labelling to a set of allowed classes (the image-level labels plus background).
 """
