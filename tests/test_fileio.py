@@ -49,3 +49,20 @@ def test_an_unwritable_folder_names_the_file(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OSError, match=r"not_a_folder/out\.json"):
         fileio.atomic_write_json(blocker / "out.json", {})
+
+
+def test_read_rgb_takes_every_mode_as_rgb_and_names_a_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    deep = np.array([[0, 257, 65535]], dtype=np.uint16)          # 16-bit greyscale: PIL's convert would clip
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    np.testing.assert_array_equal(fileio.read_rgb(tmp_path / "deep.png")[0], [[0, 0, 0], [1, 1, 1], [255, 255, 255]])
+    Image.new("LA", (3, 2), (90, 0)).save(tmp_path / "la.png")
+    assert fileio.read_rgb(tmp_path / "la.png").tolist() == [[[90] * 3] * 3] * 2
+    (tmp_path / "folder.jpg").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"folder\.jpg: is a folder, expected an image file"):
+        fileio.read_rgb(tmp_path / "folder.jpg")
+    (tmp_path / "text.jpg").write_text("text")
+    with pytest.raises(ValueError, match=r"text\.jpg: cannot read image \(not in a format PIL decodes"):
+        fileio.read_rgb(tmp_path / "text.jpg")

@@ -48,6 +48,7 @@ SHOWN = {
     "resolve_settings": set(),
     "seed_quality": {"--grown-seeds", "--input-list", "--out", "--num-classes", "--cue-size", "--quiet",
                      "--no-progress"},
+    "segment": {"--out", "--no-progress"},
     "summary": set(),
     "visualize": {"--images", "--image-ext", "--ids", "--input-list", "--grown-seeds", "--out", "--num-classes",
                   "--cue-size", "--force", "--no-progress"},

@@ -22,31 +22,17 @@ Examples:
       --images VOC/JPEGImages --ids lists/val_id.txt --out pred --scale-mode relative --crf
 """
 import argparse
-import functools
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import add_no_progress, run_main
+from dsrg.cli import add_inference_options, add_no_progress, resolve_scales, run_main
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_json, read_rgb
-from dsrg.inference import FUSE_MODES, SCALE_MODES, predict
+from dsrg.inference import dense_crf, predict
 from dsrg.progress import progress
-from dsrg.voc import MEAN_BGR
-from pylayers.netio import load_net
-
-DEFAULT_SCALES = {"warp": "241,321,401", "relative": "0.75,1,1.25"}
-
-
-def parse_scales(text):
-    try:
-        scales = [float(token) for token in text.split(",") if token.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--scales must be comma-separated numbers, got {text!r}") from None
-    if not scales or min(scales) <= 0:
-        raise argparse.ArgumentTypeError(f"--scales must be positive numbers, got {text!r}")
-    return scales
+from pylayers.netio import CaffeForward, load_net
 
 
 def parse_args(argv):
@@ -56,15 +42,7 @@ def parse_args(argv):
     parser.add_argument("--images", required=True, help="folder of <id><ext> images")
     parser.add_argument("--ids", required=True, help="image list (ids, or '<id>.jpg <index>' lines)")
     parser.add_argument("--out", required=True, help="output folder of <id>.png palette label maps")
-    parser.add_argument("--scale-mode", choices=SCALE_MODES, default="warp",
-                        help="warp: square sides in pixels; relative: factors of the image size (default warp)")
-    parser.add_argument("--scales", type=parse_scales,
-                        help="comma-separated scales (default 241,321,401 for warp, 0.75,1,1.25 for relative)")
-    parser.add_argument("--fuse", choices=FUSE_MODES, default="scores",
-                        help="scores: sum the raw scores and take one softmax (default, the release's "
-                             "test-ms.py and test-ms-f.py); probs: average the per-scale softmax maps")
-    parser.add_argument("--crf", action="store_true", help="refine with the dense CRF on log-probabilities")
-    parser.add_argument("--crf-scale", type=float, default=1.0, help="CRF scale_factor (default 1)")
+    add_inference_options(parser, scale_mode="warp")
     parser.add_argument("--restrict-to-labels", metavar="CUES",
                         help="cue file whose image-level labels restrict each labelling (plus background)")
     parser.add_argument("--input-list", help="input_list.txt ('<id>.jpg <index>') mapping ids to cue-file indices; "
@@ -72,16 +50,9 @@ def parse_args(argv):
     parser.add_argument("--num-classes", type=int, help="classes incl. background (default: the net's output)")
     parser.add_argument("--save-probs", metavar="DIR", help="also write <id>.npy C×H×W float16 probabilities here")
     parser.add_argument("--image-ext", default=".jpg", help="image file extension (default .jpg)")
-    parser.add_argument("--input-blob", help="input blob name (default: the net's first input)")
-    parser.add_argument("--score-blob", help="score blob name (default: the net's first output)")
-    parser.add_argument("--mean", type=float, nargs=3, default=MEAN_BGR, metavar=("B", "G", "R"),
-                        help="BGR mean subtracted from the input (default the VGG16 mean)")
     parser.add_argument("--limit", type=int, help="only the first N images of the list")
-    parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
     add_no_progress(parser)
-    args = parser.parse_args(argv)
-    if args.scales is None:
-        args.scales = parse_scales(DEFAULT_SCALES[args.scale_mode])
+    args = resolve_scales(parser.parse_args(argv))
     if args.restrict_to_labels and not args.input_list:
         parser.error("--restrict-to-labels needs --input-list to map image ids to cue-file indices")
     return args
@@ -98,22 +69,6 @@ def image_label_sets(cue_path, input_list, num_classes):
         labels, _ = image_cue_entry(mapping, index, num_classes, source=str(cue_path))
         allowed[image_name] = np.concatenate([[0], labels]).astype(np.int64)
     return allowed
-
-
-class CaffeForward:
-    """forward(1×3×h×w) -> C×h'×w' scores through a pycaffe net, reshaping the input as needed."""
-
-    def __init__(self, net, input_blob, score_blob):
-        self.net, self.input_blob, self.score_blob = net, input_blob, score_blob
-
-    def __call__(self, batch):
-        blob = self.net.blobs[self.input_blob]
-        if tuple(blob.data.shape) != tuple(batch.shape):
-            blob.reshape(*batch.shape)
-            self.net.reshape()
-        blob.data[...] = batch
-        self.net.forward()
-        return self.net.blobs[self.score_blob].data[0].copy()
 
 
 CONFIG_NAME = "infer_config.json"
@@ -165,16 +120,11 @@ def main(argv=None):
     if probs_dir is not None:
         probs_dir.mkdir(parents=True, exist_ok=True)
     if todo:
-        input_blob = args.input_blob or net.inputs[0]
-        score_blob = args.score_blob or net.outputs[0]
-        forward = CaffeForward(net, input_blob, score_blob)
-        num_classes = args.num_classes or net.blobs[score_blob].data.shape[1]
+        forward = CaffeForward(net, args.input_blob, args.score_blob)
+        num_classes = args.num_classes or forward.num_classes
         allowed = (image_label_sets(args.restrict_to_labels, args.input_list, num_classes)
                    if args.restrict_to_labels else None)
-        crf = None
-        if args.crf:
-            import krahenbuhl2013
-            crf = functools.partial(krahenbuhl2013.CRF, scale_factor=args.crf_scale)
+        crf = dense_crf(args.crf_scale) if args.crf else None
         for name in progress(todo, desc="infer", unit="img", disable=args.no_progress):
             if allowed is not None and name not in allowed:
                 raise KeyError(f"infer.py: image {name} is not in {args.input_list}, so its labels are unknown")

@@ -21,14 +21,20 @@ def run_main(main, argv=None, also=()):
     """Run a tool's `main(argv)` and return its exit status: an int it returns, else 0 (a tool may
     return its summary). An expected error (EXPECTED_ERRORS, plus the exception types in `also`) is
     printed as one line, prefixed with the tool's name unless the message already starts with it."""
-    name = Path(sys.argv[0]).name
     try:
         status = main(argv)
     except EXPECTED_ERRORS + tuple(also) as error:
-        text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        print(text if text.startswith(f"{name}:") else f"{name}: error: {text}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 1
     return status if isinstance(status, int) else 0
+
+
+def error_line(error, name=None):
+    """An expected error as the one line a tool prints: its message, prefixed with the tool's name
+    (`name`, default the running script's) unless the message already starts with it."""
+    name = name or Path(sys.argv[0]).name
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return text if text.startswith(f"{name}:") else f"{name}: error: {text}"
 
 
 def add_hidden_aliases(parser, aliases):
@@ -44,3 +50,54 @@ def add_hidden_aliases(parser, aliases):
 def add_no_progress(parser):
     """--no-progress: no progress bar on a terminal and no progress lines in a log (dsrg.progress)."""
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+
+
+def parse_scales(text):
+    """argparse type of --scales: comma-separated positive numbers."""
+    try:
+        scales = [float(token) for token in text.split(",") if token.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scales must be comma-separated numbers, got {text!r}") from None
+    if not scales or min(scales) <= 0:
+        raise argparse.ArgumentTypeError(f"--scales must be positive numbers, got {text!r}")
+    return scales
+
+
+def _joined(scales):
+    return ",".join(f"{scale:g}" for scale in scales)
+
+
+def add_inference_options(parser, scale_mode):
+    """The options of multi-scale inference through a deploy net (dsrg.inference.predict), shared by
+    tools/infer.py and tools/segment.py: --scale-mode (default `scale_mode`), --scales, --fuse, --crf,
+    --crf-scale, --mean, --input-blob, --score-blob, --gpu. Call :func:`resolve_scales` on the parsed
+    arguments."""
+    from dsrg.inference import DEFAULT_SCALES, FUSE_MODES, SCALE_MODES
+    from dsrg.voc import MEAN_BGR
+
+    parser.add_argument("--scale-mode", choices=SCALE_MODES, default=scale_mode,
+                        help=f"warp: square sides in pixels (the stage-1 model); relative: factors of the image "
+                             f"size (the final model) (default {scale_mode})")
+    parser.add_argument("--scales", type=parse_scales,
+                        help=f"comma-separated scales (default {_joined(DEFAULT_SCALES['warp'])} for warp, "
+                             f"{_joined(DEFAULT_SCALES['relative'])} for relative)")
+    parser.add_argument("--fuse", choices=FUSE_MODES, default="scores",
+                        help="scores: sum the raw scores and take one softmax (default, the release's "
+                             "test-ms.py and test-ms-f.py); probs: average the per-scale softmax maps")
+    parser.add_argument("--crf", action="store_true", help="refine with the dense CRF on log-probabilities")
+    parser.add_argument("--crf-scale", type=float, default=1.0, help="CRF scale_factor (default 1)")
+    parser.add_argument("--input-blob", help="input blob name (default: the net's first input)")
+    parser.add_argument("--score-blob", help="score blob name (default: the net's first output)")
+    parser.add_argument("--mean", type=float, nargs=3, default=MEAN_BGR, metavar=("B", "G", "R"),
+                        help="BGR mean subtracted from the input (default the VGG16 mean)")
+    parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
+
+
+def resolve_scales(args):
+    """Fill in args.scales (parsed options of :func:`add_inference_options`) from the scale mode's
+    defaults when --scales was not given; returns args."""
+    from dsrg.inference import DEFAULT_SCALES
+
+    if args.scales is None:
+        args.scales = [float(scale) for scale in DEFAULT_SCALES[args.scale_mode]]
+    return args

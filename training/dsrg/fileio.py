@@ -4,7 +4,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dsrg.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, current_umask  # noqa: F401
 from dsrg.voc import PALETTE
@@ -54,13 +54,18 @@ def open_image(path):
     """PIL's lazy Image.open (header only) of an image within MAX_IMAGE_SIDE; a file that is missing,
     undecodable or too large (PIL's decompression-bomb check included) is an error naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, expected an image file")
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
         image = Image.open(path)
     except Image.DecompressionBombError as error:
         raise ValueError(f"{path}: {error}") from None
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+    except UnidentifiedImageError:
+        raise ValueError(f"{path}: cannot read image (not in a format PIL decodes; expected a JPEG, PNG or other "
+                         "image file)") from None
+    except (OSError, SyntaxError) as error:
         raise ValueError(f"{path}: cannot read image ({error})") from error
     problem = image_size_problem(image.size)
     if problem:
@@ -77,10 +82,20 @@ def read_label_png(path):
         return np.array(image, dtype=np.uint8)
 
 
-def read_rgb(path):
-    """Read an image file as an H×W×3 uint8 RGB array; a missing or undecodable file is an error naming it."""
+def read_rgb(path, upright=False):
+    """Read an image file as an H×W×3 uint8 RGB array; a missing or undecodable file is an error naming it.
+
+    Any mode is converted (greyscale, RGBA without its alpha, palette, CMYK; 16-bit greyscale scaled
+    to 8 bits, which PIL's conversion would clip). `upright`: turned as the EXIF orientation tag says,
+    as photo viewers show it (camera photos); the dataset tools read the stored pixels as they are.
+    """
     with open_image(path) as image:
         try:
+            if upright:
+                image = ImageOps.exif_transpose(image)
+            if image.mode.startswith("I;16"):
+                grey = np.round(np.asarray(image).astype(np.float32) / 257.0).astype(np.uint8)
+                return np.repeat(grey[:, :, None], 3, axis=2)
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
         except (OSError, SyntaxError) as error:
             raise ValueError(f"{path}: cannot read image ({error})") from error

@@ -14,6 +14,9 @@ from dsrg.softmax import plain_softmax
 from dsrg.voc import MEAN_BGR
 
 SCALE_MODES = ("warp", "relative")
+# The scales of each mode when none are given: the stage-1 model on square warps, the final model
+# relative to the image size (the release's test-ms.py).
+DEFAULT_SCALES = {"warp": (241, 321, 401), "relative": (0.75, 1, 1.25)}
 FUSE_MODES = ("probs", "scores")
 # Probabilities are clamped below at this value before the logarithm handed to the CRF.
 PROB_FLOOR = 1e-5
@@ -130,3 +133,12 @@ def predict(forward, image_rgb, scales, scale_mode, fuse="scores", crf=None,
                 f"predict: the CRF returned shape {marginals.shape}, expected {(image_h, image_w, probs.shape[0])}")
         probs = marginals.transpose(2, 0, 1)
     return restricted_argmax(probs, allowed_classes), np.ascontiguousarray(probs)
+
+
+def dense_crf(scale_factor=1.0):
+    """predict's `crf`: our krahenbuhl2013.CRF (CRF/) at `scale_factor` (1: the test-time setting)."""
+    import functools
+
+    import krahenbuhl2013
+
+    return functools.partial(krahenbuhl2013.CRF, scale_factor=scale_factor)

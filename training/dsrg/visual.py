@@ -75,14 +75,17 @@ def titled(panel, title, size, smooth=False):
     return canvas
 
 
-def legend(class_names, width, classes=None):
-    """Rows of colour swatches with class names, `width` pixels wide; `classes` picks which (default all)."""
+def legend(class_names, width, classes=None, fit=False):
+    """Rows of colour swatches with class names, `width` pixels wide; `classes` picks which (default all).
+    `fit`: no wider than the entries need (at most `width`)."""
     classes = range(len(class_names)) if classes is None else classes
     entries = [(index, class_names[index]) for index in classes]
     font = _font()
     cell_width = max(60, max((int(font.getlength(name)) for _, name in entries), default=0) + 22)
     per_row = max(1, width // cell_width)
     rows = max(1, -(-len(entries) // per_row))
+    if fit:
+        width = min(width, min(per_row, max(1, len(entries))) * cell_width + 3)
     canvas = Image.new("RGB", (width, rows * (TEXT_HEIGHT + 2) + 2), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for position, (index, name) in enumerate(entries):
@@ -90,6 +93,38 @@ def legend(class_names, width, classes=None):
         y = (position // per_row) * (TEXT_HEIGHT + 2) + 2
         draw.rectangle((x, y + 1, x + 12, y + 12), fill=tuple(int(v) for v in PALETTE_RGB[index]), outline=(0, 0, 0))
         draw.text((x + 16, y), name, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def overlay(image, label_map, opacity=0.5, plain=(0, IGNORE_LABEL)):
+    """The label map's palette colours blended over the H×W×3 uint8 image (`opacity` of the colour);
+    pixels of the classes in `plain` (background, ignore) show the image unchanged."""
+    image = np.asarray(image)
+    label_map = np.asarray(label_map)
+    if label_map.shape != image.shape[:2]:
+        raise ValueError(f"overlay: label map {label_map.shape} and image {image.shape[:2]} differ in size")
+    shown = np.ones(256, dtype=bool)
+    shown[list(plain)] = False
+    coloured = shown[label_map.astype(np.uint8)]
+    blended = image.copy()
+    colours = PALETTE_RGB[label_map[coloured]].astype(np.float32)
+    blended[coloured] = np.clip(np.rint((1 - opacity) * image[coloured].astype(np.float32) + opacity * colours), 0, 255)
+    return blended
+
+
+def paste_legend(image, legend_image, margin=3, max_share=0.5, zoom=1):
+    """A PIL copy of `image` with `legend_image` (see :func:`legend`), enlarged `zoom` times, in its
+    lower-left corner, when it fits within the image's width and `max_share` of its height; otherwise
+    the image unchanged."""
+    canvas = Image.fromarray(np.asarray(image)).convert("RGB")
+    if zoom > 1:
+        legend_image = legend_image.resize((legend_image.width * zoom, legend_image.height * zoom),
+                                           Image.Resampling.NEAREST)
+        margin *= zoom
+    if (legend_image.width + 2 * margin > canvas.width
+            or legend_image.height + 2 * margin > max_share * canvas.height):
+        return canvas
+    canvas.paste(legend_image, (margin, canvas.height - legend_image.height - margin))
     return canvas
 
 

@@ -9,9 +9,15 @@ from pathlib import Path
 from dsrg.weights import WeightsError, h5_file
 
 
+def quiet_glog():
+    """GLOG_minloglevel defaults to 2 (no start-up log); glog reads it when the caffe package is first
+    imported, caffe.proto included, so this comes before any such import."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+
+
 def use_caffe(gpu):
     """The caffe module in GPU mode on device `gpu`, or in CPU mode when `gpu` is None."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
+    quiet_glog()
     import caffe
 
     if gpu is not None:
@@ -36,6 +42,7 @@ def allowed_layer_modules():
 def read_net_prototxt(net_path):
     """The net prototxt `net_path` as a caffe_pb2.NetParameter; one that does not parse is a ValueError
     naming the file (Caffe would abort the process instead)."""
+    quiet_glog()
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
 
@@ -67,6 +74,7 @@ def caffemodel_blob_shapes(path):
         with h5_file(path, "HDF5 caffemodel") as handle:
             return {name: [(tuple(group[str(index)].shape), False) for index in range(len(group))]
                     for name, group in handle["data"].items()}
+    quiet_glog()
     from caffe.proto import caffe_pb2
     from google.protobuf.message import DecodeError
 
@@ -156,3 +164,24 @@ def load_net(deploy, weights, gpu, tool):
     if loaded.kept:
         print(loaded.summary(tool))
     return net
+
+
+class CaffeForward:
+    """forward(1×3×h×w) -> C×h'×w' scores through a pycaffe net (dsrg.inference.predict's `forward`),
+    reshaping the input as needed. The blobs default to the net's first input and first output;
+    `num_classes` is the score blob's channel count."""
+
+    def __init__(self, net, input_blob=None, score_blob=None):
+        self.net = net
+        self.input_blob = input_blob or net.inputs[0]
+        self.score_blob = score_blob or net.outputs[0]
+        self.num_classes = net.blobs[self.score_blob].data.shape[1]
+
+    def __call__(self, batch):
+        blob = self.net.blobs[self.input_blob]
+        if tuple(blob.data.shape) != tuple(batch.shape):
+            blob.reshape(*batch.shape)
+            self.net.reshape()
+        blob.data[...] = batch
+        self.net.forward()
+        return self.net.blobs[self.score_blob].data[0].copy()
