@@ -348,6 +348,8 @@ step_evaluate() {
   evaluate "$RUN_DIR/pseudo_labels" "$TRAIN_IDS" train_pseudo_labels
   evaluate "$RUN_DIR/val_stage1" "$VAL_IDS" val_stage1
   evaluate "$RUN_DIR/val_stage2" "$VAL_IDS" val_stage2
+  "$PY" "$REPO/tools/compare_evals.py" --eval "stage 1=$RUN_DIR/eval_val_stage1.json" \
+    --eval "stage 2=$RUN_DIR/eval_val_stage2.json" --all-background --plot "$RUN_DIR/eval_classes.png"
 }
 
 # The training panels take the first images of the training input list, at most SEEDS_LIMIT: step seeds
