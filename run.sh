@@ -360,7 +360,7 @@ step_visualize() {
   "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/val_stage2" \
     --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$VAL_IDS" --limit 8 --out "$RUN_DIR/panels_val" \
     --grid "$RUN_DIR/panels_val.png"
-  "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/pseudo_labels" \
+  "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/pseudo_labels" --pred-title "pseudo label" \
     --cues "$(find_cues)" --input-list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" --grown-seeds "$RUN_DIR/grown_seeds" \
     --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_INPUT_LIST" --limit "$train_panels" --out "$RUN_DIR/panels_train" \
     --grid "$RUN_DIR/panels_train.png"
