@@ -348,6 +348,8 @@ step_evaluate() {
   evaluate "$RUN_DIR/pseudo_labels" "$TRAIN_IDS" train_pseudo_labels
   evaluate "$RUN_DIR/val_stage1" "$VAL_IDS" val_stage1
   evaluate "$RUN_DIR/val_stage2" "$VAL_IDS" val_stage2
+  "$PY" "$REPO/tools/compare_evals.py" --eval "stage 1=$RUN_DIR/eval_val_stage1.json" \
+    --eval "stage 2=$RUN_DIR/eval_val_stage2.json" --all-background --plot "$RUN_DIR/eval_classes.png"
 }
 
 # The training panels take the first images of the training input list, at most SEEDS_LIMIT: step seeds
@@ -358,7 +360,7 @@ step_visualize() {
   "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/val_stage2" \
     --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$VAL_IDS" --limit 8 --out "$RUN_DIR/panels_val" \
     --grid "$RUN_DIR/panels_val.png"
-  "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/pseudo_labels" \
+  "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/pseudo_labels" --pred-title "pseudo label" \
     --cues "$(find_cues)" --input-list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" --grown-seeds "$RUN_DIR/grown_seeds" \
     --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_INPUT_LIST" --limit "$train_panels" --out "$RUN_DIR/panels_train" \
     --grid "$RUN_DIR/panels_train.png"

@@ -7,7 +7,8 @@ from PIL import Image
 from caffe_helpers import load_tool
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_save_image, atomic_save_label_png, atomic_save_npy
-from dsrg.visual import PALETTE_RGB, TEXT_HEIGHT, colorize, draw_cues, draw_grown_seeds, seeds_to_label_map
+from dsrg.visual import (BACKGROUND_SEED_RGB, PALETTE_RGB, TEXT_HEIGHT, colorize, draw_cues, draw_grown_seeds,
+                         legend, seeds_to_label_map)
 
 REPO = Path(__file__).resolve().parents[1]
 visualize_tool = load_tool("visualize")
@@ -36,6 +37,30 @@ def test_cues_are_drawn_at_their_aligned_pixel():
     np.testing.assert_array_equal(drawn[0, 40], [90, 90, 90])  # unseeded: the image dimmed
     grown = draw_grown_seeds(image, seeds)
     assert grown[40, 0, 0] > grown[40, 0, 1] and grown.shape == image.shape
+
+
+def test_background_seeds_are_drawn_in_the_colour_the_legend_shows():
+    image = np.full((41, 41, 3), 200, dtype=np.uint8)
+    seeds = np.full((6, 6), 255, dtype=np.uint8)
+    seeds[0, 0] = 0
+    np.testing.assert_array_equal(draw_cues(image, seeds)[0, 0], BACKGROUND_SEED_RGB)
+    grown = draw_grown_seeds(image, seeds, opacity=1.0)
+    np.testing.assert_array_equal(grown[0, 0], BACKGROUND_SEED_RGB)
+    with_seeds = np.asarray(legend(["background", "cat"], 400, [0, 1], background_seeds=True))
+    for colour in (PALETTE_RGB[0], PALETTE_RGB[1], BACKGROUND_SEED_RGB):
+        assert has_swatch(with_seeds, colour)
+    assert not has_swatch(np.asarray(legend(["background", "cat"], 400, [0, 1])), BACKGROUND_SEED_RGB)
+
+
+def has_swatch(image, colour):
+    """Whether `image` holds a legend swatch of `colour` (an 11×11 filled square)."""
+    return int(np.all(np.asarray(image) == colour, axis=2).sum()) >= 100
+
+
+def legend_strip_has(path, colour, size):
+    """Whether the legend below a one-row panel shows a swatch of `colour`."""
+    with Image.open(path) as panel:
+        return has_swatch(np.asarray(panel.convert("RGB"))[size + TEXT_HEIGHT + 2:], colour)
 
 
 def _write_case(root):
@@ -71,6 +96,9 @@ def test_tool_writes_panels_of_the_right_size(tmp_path):
     # the ground-truth panel shows the bird colour where the object is
     middle = row[TEXT_HEIGHT + size // 2, size + 2 + size // 2]
     np.testing.assert_array_equal(middle, PALETTE_RGB[3])
+    # background seeds are drawn, so the legend has their swatch beside the label maps' black background
+    assert legend_strip_has(tmp_path / "panels" / "a.png", BACKGROUND_SEED_RGB, size)
+    assert legend_strip_has(tmp_path / "panels" / "a.png", PALETTE_RGB[0], size)
     with Image.open(tmp_path / "grid.png") as grid:
         assert grid.width == 5 * size + 4 * 2 and grid.height == single_height + size + TEXT_HEIGHT + 2
     # a rerun leaves existing per-id panels alone
@@ -85,3 +113,15 @@ def test_tool_without_images_draws_on_grey(tmp_path):
                          "--out", str(tmp_path / "panels")])
     with Image.open(tmp_path / "panels" / "b.png") as panel:
         assert panel.width == 2 * 32 + 2
+    assert not legend_strip_has(tmp_path / "panels" / "b.png", BACKGROUND_SEED_RGB, 32)   # no seeds drawn
+
+
+def test_the_prediction_column_takes_its_title(tmp_path):
+    _write_case(tmp_path)
+    common = ["--id", "a", "--images", str(tmp_path / "img"), "--gt", str(tmp_path / "gt"), "--pred",
+              str(tmp_path / "pred"), "--out", str(tmp_path / "panels")]
+    for extra, title in (([], "prediction"), (["--pred-title", "pseudo label"], "pseudo label")):
+        args = visualize_tool.parse_args(common + extra)
+        panels, shown, background_seeds = visualize_tool.image_panels("a", args, 21, None, None)
+        assert [panel[0] for panel in panels] == ["a", "ground truth", title]
+        assert shown == {0, 3, 15} and not background_seeds

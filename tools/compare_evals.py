@@ -3,10 +3,15 @@
 
 Each --eval NAME=PATH is one column. Classes with no ground-truth pixels in every evaluation are
 left out of the per-class rows. The table is printed and, with --markdown, written atomically.
+--all-background adds a column for predicting background everywhere over the ground truth of the
+last evaluation (its confusion matrix). --plot FILE also draws the columns as per-class IoU bars
+(dsrg.plots.plot_class_iou; run.sh's evaluate step: $RUN_DIR/eval_classes.png).
 
-Example (the run.sh ablation step):
+Examples (the run.sh ablation and evaluate steps):
   python tools/compare_evals.py --eval "DSRG (growing)=runs/x/eval_val_stage1.json" \\
       --eval "no growing=runs/x/ablation_no_growing/eval_val_stage1.json" --markdown runs/x/ablation.md
+  python tools/compare_evals.py --eval "stage 1=runs/x/eval_val_stage1.json" \\
+      --eval "stage 2=runs/x/eval_val_stage2.json" --all-background --plot runs/x/eval_classes.png
 """
 import argparse
 import json
@@ -14,7 +19,9 @@ import sys
 from pathlib import Path
 
 from dsrg.cli import run_main
+from dsrg.evaluation import all_background_confusion
 from dsrg.fileio import atomic_write_text
+from dsrg.plots import plot_class_iou
 
 
 def parse_args(argv):
@@ -23,7 +30,21 @@ def parse_args(argv):
                         help="a column: its title and an evaluation JSON (repeatable)")
     parser.add_argument("--title", default="val mIoU", help="heading of the first row (default 'val mIoU')")
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
+    parser.add_argument("--all-background", action="store_true",
+                        help="add the all-background prediction as a last column (from the last evaluation's "
+                             "confusion matrix)")
+    parser.add_argument("--plot", help="also draw per-class IoU bars of the columns into this PNG")
     return parser.parse_args(argv)
+
+
+def all_background_column(columns):
+    """("all background", summary) over the ground truth of the last column's confusion matrix."""
+    name, summary = columns[-1]
+    if "confusion_matrix" not in summary:
+        raise ValueError(f"compare_evals.py: --all-background needs the confusion matrix of the last evaluation "
+                         f"({name!r} has none)")
+    class_names = [entry.get("name") for entry in summary["per_class"]]
+    return "all background", all_background_confusion(summary["confusion_matrix"]).summary(class_names)
 
 
 def load_columns(specs):
@@ -67,10 +88,15 @@ def comparison_table(columns, title="val mIoU"):
 
 def main(argv=None):
     args = parse_args(argv)
-    table = comparison_table(load_columns(args.eval), args.title)
+    columns = load_columns(args.eval)
+    if args.all_background:
+        columns.append(all_background_column(columns))
+    table = comparison_table(columns, args.title)
     print(table, end="")
     if args.markdown:
         atomic_write_text(args.markdown, table)
+    if args.plot:
+        plot_class_iou(args.plot, dict(columns), [entry["name"] for entry in columns[0][1]["per_class"]])
     return 0
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from dsrg.cli import add_hidden_aliases, add_no_progress, run_main
 from dsrg.cues import load_cues
 from dsrg.evaluation import read_class_names, read_image_ids
-from dsrg.fileio import atomic_write_json, atomic_write_text, read_label_png
+from dsrg.fileio import atomic_write_json, atomic_write_text
 from dsrg.progress import progress as show_progress
 from dsrg.seeds import (SeedQuality, cue_seed_masks, find_seed_file, format_seed_markdown, format_seed_table,
-                        load_seed_map, read_indexed_list, sample_labels_on_grid)
+                        load_seed_map, read_ground_truth, read_indexed_list, sample_labels_on_grid)
 from dsrg.voc import CLASS_NAMES, NUM_CLASSES
 
 
@@ -59,7 +59,7 @@ def measure_cues(cue_path, gt_dir, pairs, num_classes, cue_size, progress=True):
     for image_name, index in show_progress(pairs, desc="cue quality", unit="img", disable=not progress):
         gt_path = Path(gt_dir) / f"{image_name}.png"
         seeds = cue_seed_masks(mapping, index, num_classes, cue_size, source=cue_path)
-        gt_grid = sample_labels_on_grid(_read_gt(gt_path), cue_size, cue_size)
+        gt_grid = sample_labels_on_grid(read_ground_truth(gt_path), cue_size, cue_size)
         quality.add(seeds, gt_grid, source=f"{cue_path} index {index} / {gt_path}")
     return quality
 
@@ -71,15 +71,9 @@ def measure_seed_dir(seed_dir, gt_dir, ids, num_classes, progress=True):
         seed_path = find_seed_file(seed_dir, image_name)
         seeds = load_seed_map(seed_path, num_classes)
         gt_path = Path(gt_dir) / f"{image_name}.png"
-        gt_grid = sample_labels_on_grid(_read_gt(gt_path), seeds.shape[1], seeds.shape[2])
+        gt_grid = sample_labels_on_grid(read_ground_truth(gt_path), seeds.shape[1], seeds.shape[2])
         quality.add(seeds, gt_grid, source=seed_path)
     return quality
-
-
-def _read_gt(path):
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: ground truth is missing (expected a label PNG)")
-    return read_label_png(path)
 
 
 def main(argv=None):

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 from dsrg.cli import run_main
+from dsrg.evaluation import all_background_confusion
 
 FINAL = "eval_val_stage2.json"
 
@@ -35,12 +36,10 @@ def miou_text(summary):
 
 
 def all_background_miou(evaluation):
-    """Standard mIoU of predicting background everywhere, from an evaluation's confusion matrix
-    (rows: ground truth): background IoU is its pixel share, every other present class scores 0."""
-    gt_pixels = [sum(float(value) for value in row) for row in evaluation["confusion_matrix"]]
-    total = sum(gt_pixels)
-    present = sum(1 for index, pixels in enumerate(gt_pixels) if pixels > 0 or (index == 0 and total > 0))
-    return 100.0 * gt_pixels[0] / max(1.0, total) / max(1, present)
+    """Standard mIoU (percent) of predicting background everywhere, from an evaluation's confusion
+    matrix (dsrg.evaluation.all_background_confusion); 0 for an empty matrix."""
+    miou = all_background_confusion(evaluation["confusion_matrix"]).miou()
+    return 0.0 if miou != miou else 100.0 * miou
 
 
 def summary_lines(run):

@@ -2,7 +2,9 @@
 r"""Draw panels image | ground truth | prediction (| cues | grown seeds) for a list of images.
 
 Every input but the id list is optional; a panel is drawn for each one given. Label maps are
-coloured with the VOC palette, a legend row names the classes shown.
+coloured with the VOC palette, a legend row names the classes shown (and, where cues or grown seeds
+are drawn, the light grey of background seeds). --pred-title names the prediction column (run.sh:
+"pseudo label" for the training images' panels).
 
     python tools/visualize.py --ids data/demo/lists/val_id.txt --images data/demo/JPEGImages \
         --gt data/demo/SegmentationClass --pred out/pred --classes data/demo/classes.txt \
@@ -37,6 +39,8 @@ def parse_args(argv):
     parser.add_argument("--image-ext", default=".jpg", help="image file suffix (default .jpg)")
     parser.add_argument("--gt", help="folder of ground-truth label PNGs")
     parser.add_argument("--pred", help="folder of predicted label PNGs")
+    parser.add_argument("--pred-title", default="prediction",
+                        help="title of the --pred column (default 'prediction'; e.g. 'pseudo label')")
     parser.add_argument("--cues", help="official cue file; needs --input-list for the image indices")
     parser.add_argument("--input-list",
                         help="input_list.txt ('<id>.jpg <index>') that indexes the cue file")
@@ -73,7 +77,8 @@ def _require(path, kind):
 
 
 def image_panels(image_name, args, num_classes, cue_mapping, cue_index):
-    """[(title, RGB array, smooth)] for one image and the set of classes they show."""
+    """[(title, RGB array, smooth)] for one image, the set of classes they show and whether a seed
+    panel shows background seeds (drawn in the legend's "background seed" colour)."""
     gt = read_label_png(_require(Path(args.gt) / f"{image_name}.png", "ground truth")) if args.gt else None
     pred = read_label_png(_require(Path(args.pred) / f"{image_name}.png", "prediction")) if args.pred else None
     if args.images:
@@ -82,8 +87,8 @@ def image_panels(image_name, args, num_classes, cue_mapping, cue_index):
     else:
         shape = (gt if gt is not None else pred).shape
         image = np.full(shape + (3,), BACKGROUND_GREY, dtype=np.uint8)
-    panels, shown = [(image_name, image, True)], set()
-    for title, label_map in (("ground truth", gt), ("prediction", pred)):
+    panels, shown, seed_classes = [(image_name, image, True)], set(), set()
+    for title, label_map in (("ground truth", gt), (args.pred_title, pred)):
         if label_map is not None:
             if label_map.shape != image.shape[:2]:
                 raise ValueError(f"{image_name}: {title} size {label_map.shape[1]}x{label_map.shape[0]} differs "
@@ -96,12 +101,14 @@ def image_panels(image_name, args, num_classes, cue_mapping, cue_index):
         else:
             seeds = seeds_to_label_map(cue_seed_masks(cue_mapping, cue_index, num_classes, args.cue_size, args.cues))
             panels.append(("cues", draw_cues(image, seeds), False))
-            shown |= set(np.unique(seeds).tolist())
+            seed_classes |= set(np.unique(seeds).tolist())
     if args.grown_seeds:
         seeds = seeds_to_label_map(load_seed_map(find_seed_file(args.grown_seeds, image_name), num_classes))
         panels.append(("grown seeds", draw_grown_seeds(image, seeds), False))
-        shown |= set(np.unique(seeds).tolist())
-    return panels, shown - {IGNORE_LABEL}
+        seed_classes |= set(np.unique(seeds).tolist())
+    # background seeds have a legend entry of their own; the palette's background swatch is for label maps
+    label_classes = shown | (seed_classes - {0})
+    return panels, label_classes - {IGNORE_LABEL}, 0 in seed_classes
 
 
 def main(argv=None):
@@ -119,17 +126,20 @@ def main(argv=None):
         target = Path(args.out) / f"{image_name}.png" if args.out else None
         if not args.grid and target is not None and target.is_file() and not args.force:
             continue
-        panels, shown = image_panels(image_name, args, num_classes, cue_mapping, cue_indices.get(image_name))
+        panels, shown, background_seeds = image_panels(image_name, args, num_classes, cue_mapping,
+                                                       cue_indices.get(image_name))
         row = make_row(panels, args.panel_size)
         if target is not None and (args.force or not target.is_file()):
             classes = sorted(index for index in shown if index < num_classes)
-            atomic_save_image(target, stack([row], legend(class_names, row.width, classes)))
+            atomic_save_image(target, stack([row], legend(class_names, row.width, classes, background_seeds)))
             written += 1
-        rows.append((row, shown))
+        rows.append((row, shown, background_seeds))
     if args.grid and rows:
-        shown = sorted(set().union(*(classes for _, classes in rows)) & set(range(num_classes)))
-        width = max(row.width for row, _ in rows)
-        atomic_save_image(args.grid, stack([row for row, _ in rows], legend(class_names, width, shown)))
+        shown = sorted(set().union(*(classes for _, classes, _ in rows)) & set(range(num_classes)))
+        background_seeds = any(seeds for _, _, seeds in rows)
+        width = max(row.width for row, _, _ in rows)
+        atomic_save_image(args.grid, stack([row for row, _, _ in rows],
+                                           legend(class_names, width, shown, background_seeds)))
     print(f"visualize: {len(ids)} ids, {written} per-id PNGs written"
           + (f", grid {args.grid}" if args.grid and rows else ""))
 

@@ -140,6 +140,18 @@ class ConfusionMatrix:
         }
 
 
+def all_background_confusion(matrix):
+    """The ConfusionMatrix of predicting background everywhere over the ground truth of `matrix` (a
+    C×C count matrix, rows = ground truth, e.g. an evaluation JSON's "confusion_matrix"): background
+    IoU is its pixel share, every other class present in the ground truth scores 0, the rest none."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 1:
+        raise ValueError(f"a confusion matrix must be C×C, got shape {matrix.shape}")
+    baseline = ConfusionMatrix(matrix.shape[0])
+    baseline.matrix[:, 0] = matrix.sum(axis=1)
+    return baseline
+
+
 def format_table(summary):
     """A readable per-class table followed by the overall figures; the last line is `mIoU: xx.xx`."""
     width = max(12, max(len(row["name"]) for row in summary["per_class"]) + 2)

@@ -73,6 +73,14 @@ def load_seed_map(path, num_classes):
     raise ValueError(f"{path}: seed map must be C×h×w or h×w, got shape {array.shape}")
 
 
+def read_ground_truth(path):
+    """A ground-truth label PNG as an H×W uint8 array; a missing file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ground truth is missing (expected a label PNG)")
+    return read_label_png(path)
+
+
 def find_seed_file(seed_dir, image_name):
     """The grown-seed file of an image in `seed_dir`: <id>.npy, else <id>.png."""
     for suffix in (".npy", ".png"):
@@ -155,14 +163,18 @@ class SeedQuality:
     def recall(self):
         return safe_divide(self.seed_confusion.true_positives, self.gt_cells.astype(np.float64))
 
+    def foreground_precision(self):
+        """Foreground seeds on a cell of their own GT class / all foreground seeds (NaN without any)."""
+        matrix = self.seed_confusion.matrix
+        seeds = matrix[:, 1:].sum()
+        return float((np.trace(matrix) - matrix[0, 0]) / seeds) if seeds else float("nan")
+
     def summary(self, class_names=None):
         """A JSON-ready dict: overall, foreground and per-class figures (percent)."""
         names = resolve_class_names(class_names, self.num_classes)
         confusion = self.seed_confusion
         seeds_total = confusion.matrix.sum()
         correct_seeds = np.trace(confusion.matrix)
-        foreground = confusion.matrix[:, 1:]
-        fg_seeds = foreground.sum()
         fg_correct = np.trace(confusion.matrix) - confusion.matrix[0, 0]
         fg_gt_cells = self.gt_cells[1:].sum()
         precision, recall = self.precision(), self.recall()
@@ -178,7 +190,7 @@ class SeedQuality:
             "mean_class_precision": percent(nanmean(precision)),
             "mean_class_recall": percent(nanmean(recall)),
             "foreground": {
-                "precision": percent(fg_correct / fg_seeds if fg_seeds else np.nan),
+                "precision": percent(self.foreground_precision()),
                 "recall": percent(fg_correct / fg_gt_cells if fg_gt_cells else np.nan),
                 "density": percent(self.seeded_cells_per_class[1:].sum() / valid if self.valid_cells else np.nan),
             },

@@ -4,6 +4,8 @@ Label maps are coloured with the VOC palette (255 = ignore/no seed shows as the 
 Seeds live on an h×w grid aligned with the image by the aligned-corners rule of dsrg/seeds.py: cue
 cell (r, c) is image pixel (r·(H−1)/(h−1), c·(W−1)/(w−1)). Cues are drawn as coloured dots there on
 a dimmed image; grown seeds as the grid's cells (each pixel takes its nearest cell) blended over it.
+Background seeds are drawn in BACKGROUND_SEED_RGB (light grey: the palette's black would vanish on
+the dimmed image), which the legend shows as its own "background seed" entry.
 """
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -13,6 +15,8 @@ from dsrg.voc import IGNORE_LABEL, PALETTE
 
 PALETTE_RGB = np.asarray(PALETTE, dtype=np.uint8).reshape(256, 3)
 BACKGROUND_GREY = 96
+BACKGROUND_SEED_RGB = (235, 235, 235)
+BACKGROUND_SEED_NAME = "background seed"
 TEXT_HEIGHT = 14
 
 
@@ -42,7 +46,7 @@ def draw_cues(image, seed_labels, dim=0.45):
     for row, col in zip(*np.nonzero(seed_labels != IGNORE_LABEL)):
         colour = tuple(int(value) for value in PALETTE_RGB[seed_labels[row, col]])
         if seed_labels[row, col] == 0:
-            colour = (235, 235, 235)  # background seeds in light grey: palette black would vanish
+            colour = BACKGROUND_SEED_RGB
         y, x = rows[row], cols[col]
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
     return np.asarray(canvas)
@@ -55,7 +59,7 @@ def draw_grown_seeds(image, seed_labels, opacity=0.65):
     cells = seed_labels[np.ix_(aligned_corner_indices(seed_labels.shape[0], height),
                                aligned_corner_indices(seed_labels.shape[1], width))]
     colours = colorize(cells).astype(np.float32)
-    colours[cells == 0] = (235, 235, 235)
+    colours[cells == 0] = BACKGROUND_SEED_RGB
     seeded = (cells != IGNORE_LABEL)[..., None]
     blended = np.where(seeded, (1 - opacity) * image + opacity * colours, 0.45 * image)
     return np.clip(blended, 0, 255).astype(np.uint8)
@@ -75,11 +79,17 @@ def titled(panel, title, size, smooth=False):
     return canvas
 
 
-def legend(class_names, width, classes=None, fit=False):
+def legend(class_names, width, classes=None, background_seeds=False, fit=False):
     """Rows of colour swatches with class names, `width` pixels wide; `classes` picks which (default all).
-    `fit`: no wider than the entries need (at most `width`)."""
+
+    The swatches are the label maps' palette colours; `background_seeds` adds the colour that cue and
+    grown-seed panels draw background seeds in, as an entry of its own (BACKGROUND_SEED_NAME).
+    `fit`: no wider than the entries need (at most `width`).
+    """
     classes = range(len(class_names)) if classes is None else classes
-    entries = [(index, class_names[index]) for index in classes]
+    entries = [(tuple(int(v) for v in PALETTE_RGB[index]), class_names[index]) for index in classes]
+    if background_seeds:
+        entries.append((BACKGROUND_SEED_RGB, BACKGROUND_SEED_NAME))
     font = _font()
     cell_width = max(60, max((int(font.getlength(name)) for _, name in entries), default=0) + 22)
     per_row = max(1, width // cell_width)
@@ -88,10 +98,10 @@ def legend(class_names, width, classes=None, fit=False):
         width = min(width, min(per_row, max(1, len(entries))) * cell_width + 3)
     canvas = Image.new("RGB", (width, rows * (TEXT_HEIGHT + 2) + 2), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    for position, (index, name) in enumerate(entries):
+    for position, (colour, name) in enumerate(entries):
         x = (position % per_row) * cell_width + 3
         y = (position // per_row) * (TEXT_HEIGHT + 2) + 2
-        draw.rectangle((x, y + 1, x + 12, y + 12), fill=tuple(int(v) for v in PALETTE_RGB[index]), outline=(0, 0, 0))
+        draw.rectangle((x, y + 1, x + 12, y + 12), fill=colour, outline=(0, 0, 0))
         draw.text((x + 16, y), name, fill=(0, 0, 0), font=font)
     return canvas
 

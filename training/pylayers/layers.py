@@ -14,6 +14,7 @@ from dsrg.fileio import MAX_IMAGE_SIDE
 from dsrg.growing import grow_cues
 from dsrg.imagelabels import read_image_labels
 from dsrg.params import REQUIRED, Within, parse_param_str
+from dsrg.seedgrowth import seed_densities
 from dsrg.seeds import read_indexed_list
 from dsrg.softmax import floor_probs, plain_softmax, softmax_backward_from_plain
 from dsrg.voc import NUM_CLASSES
@@ -160,12 +161,22 @@ class DSRGLayer(_CheckedLayer):
     threshold th1 and foreground threshold th2. param_str: "{'th1': 0.99, 'th2': 0.85}"; 'iters'
     (an int, default -1) is accepted and ignored, as in the release, whose layer stores it unused.
     No gradient flows to any bottom.
+
+    After each forward the layer keeps, for a caller that reads it from ``net.layers`` (pycaffe
+    gives the Python object itself; pylayers.seedgrowth does): ``grown_seeds`` (a copy of the top,
+    N×C×h×w, in the frame of the cues as AnnotationLayer gave them) and ``growth_figures``
+    ({'seed_bg_density', 'seed_fg_density'}: dsrg.seedgrowth.seed_densities of the batch). Before
+    the first forward they are None and {}.
     """
 
     bottom_names = ("labels", "probs", "cues", "images")
     top_names = ("grown_cues",)
     param_schema = {"th1": (float, 0.99, Within(0, 1)), "th2": (float, 0.85, Within(0, 1)),
                     "iters": (int, -1, Within(-1))}
+
+    def configure(self, bottom, top):
+        self.grown_seeds = None
+        self.growth_figures = {}
 
     def reshape(self, bottom, top):
         shape = self.require_4d(bottom, 1)
@@ -176,8 +187,10 @@ class DSRGLayer(_CheckedLayer):
 
     def forward(self, bottom, top):
         refined = crf.refine(bottom[1].data, bottom[3].data)
-        top[0].data[...] = grow_cues(bottom[0].data, refined, bottom[2].data,
-                                     self.params["th1"], self.params["th2"])
+        grown = grow_cues(bottom[0].data, refined, bottom[2].data, self.params["th1"], self.params["th2"])
+        top[0].data[...] = grown
+        self.grown_seeds = grown
+        self.growth_figures = seed_densities(grown)
 
     def backward(self, top, propagate_down, bottom):
         self.zero_diffs(propagate_down, bottom, range(len(bottom)))
@@ -244,6 +257,11 @@ class AnnotationLayer(_CheckedLayer):
     'cue_size' (41: the grid of the net's scores, 21 for a 161 input), 'cue_file_size' (the grid the
     cue file is on, default cue_size; when they differ the cues are resampled by aligned-corners
     nearest sampling, e.g. 41 → 21 takes every second cell), 'seed' (mirroring RNG seed, None = random).
+
+    After each forward the layer keeps ``batch_image_indices`` (the N image indices, ImageData's
+    labels: the second column of its input list) and ``batch_mirrored`` (N booleans: the images whose
+    images and cues it flipped), for a caller that relates the batch to ground truth
+    (pylayers.seedgrowth). Before the first forward they are empty.
     """
 
     bottom_names = ("image_ids", "images")
@@ -261,6 +279,8 @@ class AnnotationLayer(_CheckedLayer):
         self.cue_path = self.params["cues"]
         self.cues = load_cues(self.cue_path)
         self.rng = np.random.default_rng(self.params["seed"])
+        self.batch_image_indices = []
+        self.batch_mirrored = np.zeros(0, dtype=bool)
 
     def reshape(self, bottom, top):
         num_images = bottom[0].data.shape[0] if bottom[0].data.ndim else 0
@@ -278,10 +298,12 @@ class AnnotationLayer(_CheckedLayer):
                                         self.params["cue_size"], f"{self.layer_name} ({self.cue_path})",
                                         file_cue_size=self.params["cue_file_size"])
         images = bottom[1].data.copy()
+        flipped = np.zeros(len(indices), dtype=bool)
         if self.params["mirror"]:
             flipped = self.rng.integers(0, 2, size=len(indices)).astype(bool)
             cues[flipped] = cues[flipped][..., ::-1]
             images[flipped] = images[flipped][..., ::-1]
+        self.batch_image_indices, self.batch_mirrored = indices, flipped
         top[0].data[...] = labels
         top[1].data[...] = cues
         top[2].data[...] = images
