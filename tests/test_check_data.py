@@ -12,8 +12,8 @@ from PIL import Image
 from caffe_helpers import SHARED_VOC12
 from dsrg.cues import save_cues
 from dsrg.datacheck import DataLayout, check_dataset, fingerprint
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_label_png
+from dsrg.listfiles import read_image_ids
 from dsrg.seeds import read_indexed_list
 from caffe_helpers import load_tool
 

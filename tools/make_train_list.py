@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cli import run_main
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_write_json, atomic_write_text
+from dsrg.listfiles import read_image_ids
 from dsrg.seeds import read_indexed_list
 
 
