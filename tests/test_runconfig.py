@@ -201,17 +201,28 @@ def test_resnet_variant_follows_the_weights_source(tmp_path):
 
 
 def test_every_shipped_experiment_resolves(tmp_path):
-    """Each experiment of the repository, as run.sh would resolve it with only PASCAL_DIR set."""
+    """Each experiment of the repository, as run.sh would resolve it with only PASCAL_DIR set (your own data
+    set's experiments need its class-name file)."""
     data = tmp_path / "data"
     data.mkdir()
+    own_data = tmp_path / "own"
+    own_data.mkdir()
+    (own_data / "classes.txt").write_text("background\nleaf\nstem\nbud\n")
     expected_templates = {"demo": "demo", "voc12-vgg16": "voc12-vgg16", "voc12-photos": "voc12-vgg16",
                           "coco-vgg16": "voc12-vgg16", "voc12-resnet101": "voc12-resnet101",
-                          "voc12-resnet101-smoke": "voc12-resnet101"}
+                          "voc12-resnet101-smoke": "voc12-resnet101", "custom-vgg16": "voc12-vgg16",
+                          "custom-vgg16-smoke": "voc12-vgg16"}
     shipped = sorted(path.parent.name for path in EXPERIMENTS.glob("*/config.sh"))
     assert shipped == sorted(expected_templates)
     for exp, template in expected_templates.items():
-        resolved = runconfig.resolve(EXPERIMENTS, exp, {"PASCAL_DIR": str(data)}, REPO, tmp_path)
+        folder = own_data if exp.startswith("custom-") else data
+        resolved = runconfig.resolve(EXPERIMENTS, exp, {"PASCAL_DIR": str(folder)}, REPO, tmp_path)
         assert Path(resolved.paths["TEMPLATE_DIR"]).name == template, exp
+    for exp in ("custom-vgg16", "custom-vgg16-smoke"):
+        own = runconfig.resolve(EXPERIMENTS, exp, {"PASCAL_DIR": str(own_data)}, REPO, tmp_path)
+        assert own.values["NUM_CLASSES"] == "4" and own.values["CUES"] == "generate"
+        assert own.values["TRAIN_GT"] == "0" and own.paths["INPUT_LIST"] == ""
+        assert [Path(path).name for path in own.paths["EDIT_FILES"]][-1] == "dataset.edits"
     photos = runconfig.resolve(EXPERIMENTS, "voc12-photos", {"PASCAL_DIR": str(data)}, REPO, tmp_path)
     assert photos.values["NUM_CLASSES"] == "21" and photos.values["PROBE_SIZE"] == "161"
     assert [Path(path).name for path in photos.paths["EDIT_FILES"]] == ["photos.edits", "cam.edits"]
