@@ -19,9 +19,10 @@
 #   python3 tools/resolve_settings.py --describe
 # The ones most often set:
 #   EXP           experiment folder under experiment/: demo (default) | voc12-vgg16 | voc12-photos |
-#                 voc12-resnet101 | coco-vgg16
+#                 voc12-resnet101 | coco-vgg16 | custom-vgg16 (your own data set: docs/own-dataset.md)
 #   PASCAL_DIR    dataset root (demo: generated into $RUN_DIR/data; VOC: JPEGImages/,
-#                 SegmentationClassAug/, lists/, the cue file)
+#                 SegmentationClassAug/, lists/, the cue file; custom-vgg16: JPEGImages/, SegmentationClass/,
+#                 ImageSets/Segmentation/ or lists/, classes.txt, the training images' labels)
 #   RUN_DIR       output folder (default runs/$EXP)
 #   GPU           GPU id (empty: CPU)
 #   CUES          the localization cues: a cue file; `generate` (step cues makes them from the image labels:
@@ -97,6 +98,11 @@ PROTO=$RUN_DIR/prototxt
 MARKS=$RUN_DIR/.done
 CLASS_ARGS=()
 [[ -n $CLASSES_FILE ]] && CLASS_ARGS=(--classes "$CLASSES_FILE")
+INPUT_LIST_ARGS=()
+[[ -n $INPUT_LIST ]] && INPUT_LIST_ARGS=(--input-list "$INPUT_LIST")
+# TRAIN_GT=0: the training images have no ground truth; only the val images are scored against it.
+TRAIN_GT_ARGS=()
+[[ $TRAIN_GT == 1 ]] && TRAIN_GT_ARGS=(--gt "$GT")
 
 # The cue file: CUES=generate makes it from image labels only (step cues, into $GENERATED_CUES); CUES
 # empty or `generator` takes the first of the experiment's CUE_FILE_NAMES in $PASCAL_DIR; anything else
@@ -119,23 +125,28 @@ step_setup() {
 # The training ids' lines of the input list (tools/make_train_list.py); with STAGE1_REPEAT_THRESHOLD
 # also a class-balanced copy for stage 1's ImageData (repeat-factor sampling; it reads the cue file's
 # labels, so with generated cues step cues writes it).
+# Without an input list (INPUT_LIST_NAME empty: CUES=generate only) the training ids are numbered in
+# list order, and the data check reads the training list instead.
 write_train_input_list() {
-  "$PY" "$REPO/tools/make_train_list.py" --input-list "$INPUT_LIST" --ids "$TRAIN_IDS" --out "$TRAIN_INPUT_LIST"
+  "$PY" "$REPO/tools/make_train_list.py" "${INPUT_LIST_ARGS[@]}" --ids "$TRAIN_IDS" --out "$TRAIN_INPUT_LIST"
   [[ $CUES == generate ]] || write_balanced_list
 }
 
 write_balanced_list() {
   if [[ -n $STAGE1_REPEAT_THRESHOLD ]]; then
-    "$PY" "$REPO/tools/make_train_list.py" --input-list "$INPUT_LIST" --ids "$TRAIN_IDS" --out "$STAGE1_LIST" \
+    "$PY" "$REPO/tools/make_train_list.py" "${INPUT_LIST_ARGS[@]}" --ids "$TRAIN_IDS" --out "$STAGE1_LIST" \
       --cues "$(find_cues)" --num-classes "$NUM_CLASSES" --repeat-threshold "$STAGE1_REPEAT_THRESHOLD"
   fi
 }
 
-# Everything before hours of training: every listed JPEG decodes, its GT has its size, every cue
-# index is in the cue file (tools/check_data.py; a pass is remembered for the same inputs).
+# Everything before hours of training: every listed JPEG decodes, its GT has its size (TRAIN_GT=0: val
+# images only), every cue index is in the cue file (tools/check_data.py; a pass is remembered for the
+# same inputs).
 check_voc_data() {
-  "$PY" "$REPO/tools/check_data.py" --images "$IMAGES" --gt "$GT" --input-list "$INPUT_LIST" \
-    --train-ids "$TRAIN_IDS" --val-ids "$VAL_IDS" --cues "$1" --num-classes "$NUM_CLASSES" \
+  local no_train_gt=()
+  [[ $TRAIN_GT == 1 ]] || no_train_gt=(--no-train-gt)
+  "$PY" "$REPO/tools/check_data.py" --images "$IMAGES" --gt "$GT" --input-list "${INPUT_LIST:-$TRAIN_INPUT_LIST}" \
+    --train-ids "$TRAIN_IDS" --val-ids "$VAL_IDS" --cues "$1" --num-classes "$NUM_CLASSES" "${no_train_gt[@]}" \
     --cue-size "$CUE_FILE_SIZE" --out "$RUN_DIR/data_check.json" \
     || die "the data set in $PASCAL_DIR has problems (listed above; all of them in $RUN_DIR/data_check.json)"
 }
@@ -144,7 +155,7 @@ check_voc_data() {
 # twice is an error naming the list, the id and both lines).
 count_ids() {
   "$PY" -c 'import sys
-from dsrg.evaluation import read_image_ids
+from dsrg.listfiles import read_image_ids
 try:
     print(len(read_image_ids(sys.argv[1])))
 except (OSError, ValueError) as error:
@@ -160,10 +171,7 @@ step_data() {
     write_train_input_list
     return
   fi
-  local missing=() path
-  for path in "$IMAGES" "$GT"; do [[ -d $path ]] || missing+=("$path/"); done
-  for path in "$INPUT_LIST" "$TRAIN_IDS" "$VAL_IDS"; do [[ -f $path ]] || missing+=("$path"); done
-  ((${#missing[@]} == 0)) || die "the VOC layout in $PASCAL_DIR is incomplete; missing: ${missing[*]} (see README)"
+  [[ -z $DATA_MISSING ]] || die "the VOC layout in $PASCAL_DIR is incomplete; missing: $DATA_MISSING (see README)"
   local cues train_count val_count
   cues=$(find_cues)
   if [[ $INIT_WEIGHTS_REQUIRED == 1 && -z $INIT_WEIGHTS_SOURCE && ! -f $INIT_WEIGHTS_FILE ]]; then
@@ -171,16 +179,19 @@ step_data() {
   fi
   write_train_input_list
   if [[ $CUES == generate ]]; then
-    # The image-level labels of the training ids from their ground truth; the data check (which
-    # needs the cue file) runs at the end of step cues.
+    # The image-level labels of the training ids: the label file, or from their ground truth; the data
+    # check (which needs the cue file) runs at the end of step cues.
+    train_count=$(count_ids "$TRAIN_INPUT_LIST") || die "the training input list cannot be used"
+    val_count=$(count_ids "$VAL_IDS") || die "the val ids cannot be used"
     if [[ -n ${IMAGE_LABELS_NAME:-} ]]; then
-      [[ -f $IMAGE_LABELS ]] || die "IMAGE_LABELS_NAME=$IMAGE_LABELS_NAME: no label file $IMAGE_LABELS"
+      [[ -f $IMAGE_LABELS ]] || die "IMAGE_LABELS_NAME=$IMAGE_LABELS_NAME: no label file $IMAGE_LABELS (expected \
+'<id> <class> ...' lines, docs/own-dataset.md; or IMAGE_LABELS_NAME= derives them from the training ground truth)"
     else
+      [[ $TRAIN_GT == 1 ]] || die "IMAGE_LABELS_NAME is empty, so the image labels are derived from the training \
+ground truth, but $GT lacks <id>.png of training ids (TRAIN_GT=0): give a label file in IMAGE_LABELS_NAME"
       "$PY" "$REPO/tools/make_image_labels.py" --gt "$GT" --ids "$TRAIN_IDS" --out "$IMAGE_LABELS" \
         --num-classes "$NUM_CLASSES"
     fi
-    train_count=$(count_ids "$TRAIN_INPUT_LIST") || die "the training input list cannot be used"
-    val_count=$(count_ids "$VAL_IDS") || die "the val ids cannot be used"
     say "VOC layout: $train_count training images, labels in $IMAGE_LABELS, $val_count val ids"
     return
   fi
@@ -190,7 +201,9 @@ step_data() {
   say "VOC layout OK: $train_count training images with cues ($cues), $val_count val ids"
 }
 
-# Render the experiment's prototxt templates into $RUN_DIR/prototxt and record the environment.
+# Render the experiment's prototxt templates into $RUN_DIR/prototxt and record the environment. The class
+# count and the cue grid are offered to every template and edits file (experiment/custom-vgg16's
+# dataset.edits sizes the nets to the data set's classes with them).
 render() {
   local out=$1 cues edits=() cam=() file; shift
   cues=$(find_cues)
@@ -200,7 +213,9 @@ render() {
     cam=(--set "IMAGE_LABELS=$IMAGE_LABELS" --set "CAM_LIST=$TRAIN_INPUT_LIST")
   "$PY" "$REPO/tools/render_experiment.py" --exp "$TEMPLATE_DIR" "${edits[@]}" "$@" --out "$out" \
     --set "IMAGE_DIR=$IMAGES" --set "INPUT_LIST=$STAGE1_LIST" --set "CUES=$cues" \
-    --set "STAGE2_ROOT=/" --set "STAGE2_LIST=$RUN_DIR/stage2_train.txt" "${cam[@]}"
+    --set "STAGE2_ROOT=/" --set "STAGE2_LIST=$RUN_DIR/stage2_train.txt" "${cam[@]}" \
+    --set-if-used "NUM_CLASSES=$NUM_CLASSES" --set-if-used "NUM_FOREGROUND_CLASSES=$((NUM_CLASSES - 1))" \
+    --set-if-used "CUE_SIZE=$CUE_SIZE" --set-if-used "CUE_FILE_SIZE=$CUE_FILE_SIZE"
 }
 
 # import_weights SOURCE [INPUT]: $RUN_DIR/init/SOURCE.caffemodel for the rendered deploy net, by
@@ -279,7 +294,8 @@ step_stage1() {
   train_stage1 "$PROTO" "$RUN_DIR/stage1"
 }
 
-# Seed quality: the raw cues and the seeds DSRG grows with the trained stage-1 net, against GT.
+# Seed quality: the raw cues and the seeds DSRG grows with the trained stage-1 net, against GT (TRAIN_GT=0:
+# the grown seeds only, for the training panels).
 step_seeds() {
   local cues limit=()
   cues=$(find_cues)
@@ -288,6 +304,10 @@ step_seeds() {
     --weights "$RUN_DIR/stage1/final.caffemodel" --out "$RUN_DIR/grown_seeds" --batch-size "$SEEDS_BATCH" \
     --source "$TRAIN_INPUT_LIST" \
     "${limit[@]}" "${GPU_ARGS[@]}"
+  if [[ $TRAIN_GT != 1 ]]; then
+    say "seeds: the training images have no ground truth (TRAIN_GT=0); seed quality is not measured"
+    return
+  fi
   "$PY" "$REPO/tools/seed_quality.py" --cues "$cues" --gt "$GT" --input-list "$TRAIN_INPUT_LIST" \
     --cue-size "$CUE_FILE_SIZE" --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
     --out "$RUN_DIR/seeds_cues.json" --markdown "$RUN_DIR/seeds_cues.md"
@@ -345,7 +365,11 @@ evaluate() {
 }
 
 step_evaluate() {
-  evaluate "$RUN_DIR/pseudo_labels" "$TRAIN_IDS" train_pseudo_labels
+  if [[ $TRAIN_GT == 1 ]]; then
+    evaluate "$RUN_DIR/pseudo_labels" "$TRAIN_IDS" train_pseudo_labels
+  else
+    say "evaluation train_pseudo_labels: the training images have no ground truth (TRAIN_GT=0); skipped"
+  fi
   evaluate "$RUN_DIR/val_stage1" "$VAL_IDS" val_stage1
   evaluate "$RUN_DIR/val_stage2" "$VAL_IDS" val_stage2
   "$PY" "$REPO/tools/compare_evals.py" --eval "stage 1=$RUN_DIR/eval_val_stage1.json" \
@@ -360,7 +384,7 @@ step_visualize() {
   "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/val_stage2" \
     --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$VAL_IDS" --limit 8 --out "$RUN_DIR/panels_val" \
     --grid "$RUN_DIR/panels_val.png"
-  "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/pseudo_labels" --pred-title "pseudo label" \
+  "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" "${TRAIN_GT_ARGS[@]}" --pred "$RUN_DIR/pseudo_labels" --pred-title "pseudo label" \
     --cues "$(find_cues)" --input-list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" --grown-seeds "$RUN_DIR/grown_seeds" \
     --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_INPUT_LIST" --limit "$train_panels" --out "$RUN_DIR/panels_train" \
     --grid "$RUN_DIR/panels_train.png"

@@ -12,8 +12,8 @@ from PIL import Image
 from caffe_helpers import SHARED_VOC12
 from dsrg.cues import save_cues
 from dsrg.datacheck import DataLayout, check_dataset, fingerprint
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_label_png
+from dsrg.listfiles import read_image_ids
 from dsrg.seeds import read_indexed_list
 from caffe_helpers import load_tool
 
@@ -149,6 +149,28 @@ def test_cue_entries_of_training_images_are_checked(tmp_path):
     assert texts[1].startswith(f"training image {TRAIN[1]} (cue index 1, 41×41 grid): ") and "[25]" in texts[1]
     assert texts[2].startswith(f"training image {TRAIN[3]} (cue index 3, 41×41 grid): ") and "no cues" in texts[2]
     assert "'3_labels'" in texts[2]
+
+
+def test_training_images_with_image_labels_only_need_no_ground_truth(tmp_path, capsys):
+    """--no-train-gt (run.sh with TRAIN_GT=0): the training images are decoded, only the val images are
+    compared with their ground truth, and a missing val map is still a problem."""
+    check_data = load_tool("check_data")
+    args = make_layout(tmp_path / "voc")
+    gt = tmp_path / "voc" / "SegmentationClassAug"
+    for name in TRAIN:
+        (gt / f"{name}.png").unlink()
+    assert check_data.main(args) == 1
+    capsys.readouterr()
+    assert check_data.main(args + ["--no-train-gt", "--out", str(tmp_path / "report.json")]) == 0
+    assert ("check_data: OK: 6 images decode completely, the val images with matching ground truth (4 training ids, "
+            "2 val ids)") in capsys.readouterr().out
+    assert json.loads((tmp_path / "report.json").read_text())["layout"]["train_gt"] is False
+    (gt / f"{VAL[0]}.png").unlink()
+    layout = DataLayout(tmp_path / "voc" / "JPEGImages", gt, tmp_path / "voc" / "lists" / "input_list.txt",
+                        tmp_path / "voc" / "lists" / "train_ids.txt", tmp_path / "voc" / "lists" / "val_ids.txt",
+                        tmp_path / "voc" / "cues.pickle", 21, train_gt=False)
+    assert [(Path(item["file"]).name, item["problem"]) for item in check_dataset(layout)["problems"]] == [
+        (f"{VAL[0]}.png", "ground-truth label map missing")]
 
 
 def test_missing_folders_and_lists_are_reported_once(tmp_path):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from caffe_helpers import load_tool
-from dsrg.evaluation import ConfusionMatrix, format_table, read_image_ids
+from dsrg.evaluation import ConfusionMatrix, format_table
 from dsrg.fileio import atomic_save_label_png
+from dsrg.listfiles import read_image_ids
 
 REPO = Path(__file__).resolve().parents[1]
 evaluate_tool = load_tool("evaluate")

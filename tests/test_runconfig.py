@@ -201,17 +201,28 @@ def test_resnet_variant_follows_the_weights_source(tmp_path):
 
 
 def test_every_shipped_experiment_resolves(tmp_path):
-    """Each experiment of the repository, as run.sh would resolve it with only PASCAL_DIR set."""
+    """Each experiment of the repository, as run.sh would resolve it with only PASCAL_DIR set (your own data
+    set's experiments need its class-name file)."""
     data = tmp_path / "data"
     data.mkdir()
+    own_data = tmp_path / "own"
+    own_data.mkdir()
+    (own_data / "classes.txt").write_text("background\nleaf\nstem\nbud\n")
     expected_templates = {"demo": "demo", "voc12-vgg16": "voc12-vgg16", "voc12-photos": "voc12-vgg16",
                           "coco-vgg16": "voc12-vgg16", "voc12-resnet101": "voc12-resnet101",
-                          "voc12-resnet101-smoke": "voc12-resnet101"}
+                          "voc12-resnet101-smoke": "voc12-resnet101", "custom-vgg16": "voc12-vgg16",
+                          "custom-vgg16-smoke": "voc12-vgg16"}
     shipped = sorted(path.parent.name for path in EXPERIMENTS.glob("*/config.sh"))
     assert shipped == sorted(expected_templates)
     for exp, template in expected_templates.items():
-        resolved = runconfig.resolve(EXPERIMENTS, exp, {"PASCAL_DIR": str(data)}, REPO, tmp_path)
+        folder = own_data if exp.startswith("custom-") else data
+        resolved = runconfig.resolve(EXPERIMENTS, exp, {"PASCAL_DIR": str(folder)}, REPO, tmp_path)
         assert Path(resolved.paths["TEMPLATE_DIR"]).name == template, exp
+    for exp in ("custom-vgg16", "custom-vgg16-smoke"):
+        own = runconfig.resolve(EXPERIMENTS, exp, {"PASCAL_DIR": str(own_data)}, REPO, tmp_path)
+        assert own.values["NUM_CLASSES"] == "4" and own.values["CUES"] == "generate"
+        assert own.values["TRAIN_GT"] == "0" and own.paths["INPUT_LIST"] == ""
+        assert [Path(path).name for path in own.paths["EDIT_FILES"]][-1] == "dataset.edits"
     photos = runconfig.resolve(EXPERIMENTS, "voc12-photos", {"PASCAL_DIR": str(data)}, REPO, tmp_path)
     assert photos.values["NUM_CLASSES"] == "21" and photos.values["PROBE_SIZE"] == "161"
     assert [Path(path).name for path in photos.paths["EDIT_FILES"]] == ["photos.edits", "cam.edits"]
@@ -219,6 +230,116 @@ def test_every_shipped_experiment_resolves(tmp_path):
     assert (smoke.values["LOG_EVERY"], smoke.values["SEEDS_LIMIT"], smoke.values["STAGE1_ITERS"]) == ("1", "4", "2")
     demo = runconfig.resolve(EXPERIMENTS, "demo", {}, REPO, tmp_path)
     assert demo.paths["PASCAL_DIR"] == str(REPO / "runs" / "demo" / "data") and demo.values["CUES"] == "generate"
+
+
+# ------------------------------------------------------------------ your own data set
+
+OWN_CONFIG = """\
+BASE=base
+EDITS=sized.edits
+CLASSES_NAME=classes.txt
+NUM_CLASSES=
+GT_SUBDIR=SegmentationClass
+TRAIN_GT=
+TRAIN_IDS_NAME="lists/train_id.txt ImageSets/Segmentation/train.txt"
+VAL_IDS_NAME="lists/val_id.txt ImageSets/Segmentation/val.txt"
+INPUT_LIST_NAME=
+CUES=generate
+"""
+
+
+@pytest.fixture
+def own(experiments):
+    """An experiment for a data set of three classes in VOC's own layout: CRLF lists (with a byte-order mark
+    in classes.txt) in ImageSets/Segmentation, no training ground truth."""
+    root, data = experiments
+    folder = write_experiment(root, "own", OWN_CONFIG, templates=False)
+    (folder / "sized.edits").write_text("deploy.prototxt  fc8  convolution_param.num_output  ${NUM_CLASSES}\n")
+    (data / "classes.txt").write_bytes(b"\xef\xbb\xbfbackground\r\ncat\r\n\r\ndog\r\n")
+    imagesets = data / "ImageSets" / "Segmentation"
+    imagesets.mkdir(parents=True)
+    (imagesets / "train.txt").write_bytes(b"a\r\nb\r\nc\r\n")
+    (imagesets / "val.txt").write_bytes(b"d\r\n")
+    return root, data
+
+
+def test_id_lists_fall_back_to_vocs_imagesets_lists(own, tmp_path):
+    _, data = own
+    paths = resolve(own, "own", tmp_path).paths
+    assert paths["TRAIN_IDS"] == str(data / "ImageSets" / "Segmentation" / "train.txt")
+    assert paths["VAL_IDS"] == str(data / "ImageSets" / "Segmentation" / "val.txt")
+    assert paths["DATA_MISSING"] == f"{data / 'JPEGImages'}/, {data / 'SegmentationClass'}/"
+    # the project's list, where present, comes first
+    (data / "lists").mkdir()
+    (data / "lists" / "train_id.txt").write_text("a\n")
+    assert resolve(own, "own", tmp_path).paths["TRAIN_IDS"] == str(data / "lists" / "train_id.txt")
+    # neither: the first, and what step data reports names both
+    for path in (data / "ImageSets" / "Segmentation").iterdir():
+        path.unlink()
+    paths = resolve(own, "own", tmp_path).paths
+    assert paths["VAL_IDS"] == str(data / "lists" / "val_id.txt")
+    assert paths["DATA_MISSING"].endswith(
+        f", {data / 'lists' / 'val_id.txt'} or {data / 'ImageSets' / 'Segmentation' / 'val.txt'}")
+
+
+def test_num_classes_is_the_number_of_names_in_the_class_file(own, tmp_path):
+    _, data = own
+    resolved = resolve(own, "own", tmp_path)
+    assert resolved.values["NUM_CLASSES"] == "3"
+    assert resolved.origins["NUM_CLASSES"] == f"class-name file {data / 'classes.txt'}"
+    assert resolve(own, "own", tmp_path, NUM_CLASSES="3").origins["NUM_CLASSES"] == "environment"
+    with pytest.raises(SettingsError, match=rf"^{data / 'classes.txt'}: expected NUM_CLASSES=4 class names "
+                                            r"\(environment\), got 3; make them agree, or leave NUM_CLASSES empty"):
+        resolve(own, "own", tmp_path, NUM_CLASSES="4")
+    with pytest.raises(SettingsError, match=r"NUM_CLASSES is empty \(experiment experiment/own/config.sh:4\), which "
+                                            r"counts the class-name file, but CLASSES_NAME is empty"):
+        resolve(own, "own", tmp_path, CLASSES_NAME="")
+    (data / "classes.txt").write_text("background\n")
+    with pytest.raises(SettingsError, match=r"classes.txt: expected at least 2 class names \(background first\), got 1"):
+        resolve(own, "own", tmp_path)
+    (data / "classes.txt").unlink()
+    with pytest.raises(SettingsError, match=rf"^{data / 'classes.txt'}: class-name file missing \(NUM_CLASSES is empty"):
+        resolve(own, "own", tmp_path)
+
+
+def test_a_set_num_classes_must_agree_with_an_existing_class_file(experiments, tmp_path):
+    _, data = experiments
+    environ = {"CLASSES_NAME": "classes.txt"}
+    assert resolve(experiments, "child", tmp_path, **environ).values["NUM_CLASSES"] == "21"   # no file yet
+    (data / "classes.txt").write_text("background\ncat\n")
+    with pytest.raises(SettingsError, match=r"classes.txt: expected NUM_CLASSES=21 class names \(experiment "
+                                            r"experiment/base/config.sh:3\), got 2"):
+        resolve(experiments, "child", tmp_path, **environ)
+
+
+def test_a_class_count_from_the_data_set_must_reach_the_nets(own, tmp_path):
+    """The templates' classifiers have a fixed size: without an edits file that uses ${NUM_CLASSES} the nets
+    would keep it."""
+    with pytest.raises(SettingsError, match=r"NUM_CLASSES=3 comes from .*classes.txt, but neither the templates of "
+                                            r".*base nor the EDITS files \(none\) use \$\{NUM_CLASSES\}"):
+        resolve(own, "own", tmp_path, EDITS="")
+
+
+def test_an_empty_input_list_name_needs_generated_cues(own, tmp_path):
+    with pytest.raises(SettingsError, match=r"INPUT_LIST_NAME is empty \(experiment experiment/own/config.sh:9\): "
+                                            r"only CUES=generate numbers the training ids itself; CUES=generator"):
+        resolve(own, "own", tmp_path, CUES="")
+
+
+def test_train_gt_empty_follows_the_ground_truth_folder(own, tmp_path):
+    _, data = own
+    resolved = resolve(own, "own", tmp_path)
+    assert resolved.values["TRAIN_GT"] == "0"
+    assert resolved.origins["TRAIN_GT"] == "default (from the data: SegmentationClass/<id>.png for 0 of 3 training ids)"
+    (data / "SegmentationClass").mkdir()
+    for name in "ab":
+        (data / "SegmentationClass" / f"{name}.png").write_bytes(b"")
+    assert resolve(own, "own", tmp_path).values["TRAIN_GT"] == "0"
+    (data / "SegmentationClass" / "c.png").write_bytes(b"")
+    resolved = resolve(own, "own", tmp_path)
+    assert resolved.values["TRAIN_GT"] == "1" and "3 of 3 training ids" in resolved.origins["TRAIN_GT"]
+    assert resolve(own, "own", tmp_path, TRAIN_GT="0").values["TRAIN_GT"] == "0"
+    assert resolve(own, "child", tmp_path).values["TRAIN_GT"] == "1"     # the declared default
 
 
 def run_resolver(*args, cwd, **environ):

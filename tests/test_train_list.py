@@ -48,3 +48,13 @@ def test_subset_in_input_list_order_with_crlf_lists_and_balancing(tmp_path, caps
     with pytest.raises(SystemExit, match=r"1 training ids of .* are not in .*input_list.txt, e.g. \['zzz'\]"):
         tool.main(["--input-list", str(tmp_path / "input_list.txt"), "--ids", str(tmp_path / "ids.txt"),
                    "--out", str(out)])
+
+
+def test_without_an_input_list_the_ids_are_numbered_in_their_order(tmp_path):
+    """A data set with no cue file yet (run.sh's CUES=generate with INPUT_LIST_NAME empty): VOC's CRLF
+    ImageSets list numbered 0, 1, 2, ... in its own order."""
+    tool = load_tool("make_train_list")
+    (tmp_path / "train.txt").write_bytes(b"d\r\nb\r\n\r\na\r\n")
+    out = tmp_path / "train_input_list.txt"
+    assert tool.main(["--ids", str(tmp_path / "train.txt"), "--out", str(out)]) == 0
+    assert out.read_bytes() == b"d.jpg 0\nb.jpg 1\na.jpg 2\n"

@@ -31,8 +31,8 @@ import numpy as np
 
 from dsrg.cli import add_hidden_aliases, add_no_progress, run_main
 from dsrg.cues import load_cues
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_write_json, atomic_write_text, read_rgb
+from dsrg.listfiles import read_image_ids
 from dsrg.progress import progress
 from dsrg.saliency import (DEFAULT_BACKGROUND_THRESHOLD, SALIENCY_METHODS, WORK_MAX_SIDE, background_cells,
                            compute_saliency, saliency_levels, saliency_on_grid)

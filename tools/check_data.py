@@ -2,8 +2,8 @@
 """Check a VOC-layout data set before training: lists, every image, its ground truth, the cues.
 
 Every training and val image is decoded completely and compared with its ground-truth PNG (same
-size, values 0..C-1 or 255); every training id must be in the input list with a cue index that the
-cue file holds; the list files must be readable by the pipeline (LF or CRLF, no byte-order mark).
+size, values 0..C-1 or 255; --no-train-gt: the val images only, for training images with image-level
+labels only); every training id must be in the input list with a cue index that the cue file holds; the list files must be readable by the pipeline (LF or CRLF, no byte-order mark).
 See training/dsrg/datacheck.py for the full list of checks.
 
 Output: the first --show problems, one line each naming the file, then the count of all problems
@@ -47,6 +47,8 @@ def parse_args(argv):
                         help=f"classes including the background (default {NUM_CLASSES})")
     parser.add_argument("--cue-size", type=int, default=41, help="cue grid side of the cue file (default 41)")
     parser.add_argument("--image-ext", default=".jpg", help="val image file extension (default .jpg)")
+    parser.add_argument("--no-train-gt", action="store_true",
+                        help="the training images have no ground truth: check it for the val images only")
     parser.add_argument("--out", help="JSON report, written atomically; a passing report for the same inputs "
                                       "makes a rerun skip the check")
     parser.add_argument("--force", action="store_true", help="check even when --out records a pass on the same inputs")
@@ -79,7 +81,9 @@ def previous_pass(path, digest):
 
 def summary_line(report, seconds):
     counts = report["counts"]
-    return (f"check_data: OK: {counts['images_checked']} images decode completely with matching ground truth "
+    matched = " with matching ground truth" if report["layout"].get("train_gt", True) else \
+        ", the val images with matching ground truth"
+    return (f"check_data: OK: {counts['images_checked']} images decode completely{matched} "
             f"({counts['train_ids']} training ids, {counts['val_ids']} val ids); every training id is in the "
             f"input list ({counts['input_list_entries']} entries) with cues in the cue file "
             f"({counts['cue_file_images']} images); {seconds:.1f} s")
@@ -88,7 +92,7 @@ def summary_line(report, seconds):
 def main(argv=None):
     args = parse_args(argv)
     layout = DataLayout(args.images, args.gt, args.input_list, args.train_ids, args.val_ids, args.cues,
-                        args.num_classes, args.cue_size, args.image_ext)
+                        args.num_classes, args.cue_size, args.image_ext, train_gt=not args.no_train_gt)
     out = Path(args.out) if args.out else None
     started = time.monotonic()
     digest = fingerprint(layout)

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cli import add_inference_options, add_no_progress, resolve_scales, run_main
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import dense_crf, predict
+from dsrg.listfiles import read_image_ids
 from dsrg.progress import progress
 from pylayers.netio import CaffeForward, load_net
 

@@ -3,7 +3,9 @@
 
 The official input list names all 10,582 train_aug images; an experiment on a subset (the shared
 photos) trains on the lines of its own ids, in the input list's order, with LF line endings (the
-official lists have CRLF). Every training id must be in the input list.
+official lists have CRLF). Every training id must be in the input list. Without --input-list (a data
+set with no cue file yet: run.sh's CUES=generate makes one from this list) the ids are numbered in
+the order of --ids, 0, 1, 2, ...
 
 With --repeat-threshold T the list is class-balanced by repeat-factor sampling (Gupta et al.,
 LVIS, CVPR 2019): class c, in a fraction f_c of the images (image-level labels from the cue
@@ -24,14 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cli import run_main
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_write_json, atomic_write_text
+from dsrg.listfiles import read_image_ids
 from dsrg.seeds import read_indexed_list
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input-list", required=True, help="input_list.txt: '<id>.jpg <cue index>' lines")
+    parser.add_argument("--input-list", help="input_list.txt: '<id>.jpg <cue index>' lines (default: the ids "
+                                             "numbered in their order)")
     parser.add_argument("--ids", required=True, help="the training ids")
     parser.add_argument("--out", required=True, help="list file to write (a .json with the counts goes beside it)")
     parser.add_argument("--cues", help="cue file with the image-level labels; required with --repeat-threshold")
@@ -63,7 +66,10 @@ def repeat_counts(factors, seed):
 def main(argv=None):
     args = parse_args(argv)
     wanted = read_image_ids(args.ids)
-    entries = {name: index for name, index in read_indexed_list(args.input_list)}
+    if args.input_list:
+        entries = {name: index for name, index in read_indexed_list(args.input_list)}
+    else:
+        entries = {name: index for index, name in enumerate(wanted)}
     missing = [name for name in wanted if name not in entries]
     if missing:
         raise SystemExit(f"make_train_list.py: {len(missing)} training ids of {args.ids} are not in "

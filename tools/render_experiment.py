@@ -5,7 +5,9 @@ Experiment prototxts are valid prototxt in which paths that differ per machine a
 written as ${NAME} placeholders inside strings (e.g. source: "${INPUT_LIST}"). This tool copies
 every file of the experiment folder into OUT, replacing each placeholder by the value given with
 --set NAME=VALUE; a placeholder without a value, a value that is not used, or a value that could
-break the prototxt string (quotes, backslashes, newlines) is an error. When pycaffe is importable
+break the prototxt string (quotes, backslashes, newlines) is an error. --set-if-used NAME=VALUE
+offers a value that no file needs to use (run.sh offers every experiment its class count and cue
+grid this way, for edits files that size the nets to the data set). When pycaffe is importable
 each rendered .prototxt is parsed (nets as NetParameter, *solver* files as SolverParameter).
 
 A variant of an experiment (smaller inputs, frozen layers, an ablation) is the base experiment's
@@ -37,18 +39,20 @@ def parse_args(argv):
     parser.add_argument("--exp", required=True, help="experiment folder (templates)")
     parser.add_argument("--out", required=True, help="folder to write the rendered files to")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="placeholder value")
+    parser.add_argument("--set-if-used", action="append", default=[], metavar="NAME=VALUE",
+                        help="placeholder value that no template or edits file needs to use")
     parser.add_argument("--edits", action="append", default=[], metavar="FILE",
                         help="edits file applied to the experiment's prototxts (repeatable, applied in order)")
     parser.add_argument("--allow-unused", action="store_true", help="values no template uses are not an error")
     return parser.parse_args(argv)
 
 
-def parse_values(assignments):
+def parse_values(assignments, option="--set"):
     values = {}
     for assignment in assignments:
         name, sep, value = assignment.partition("=")
         if not sep or not PLACEHOLDER.fullmatch("${" + name + "}"):
-            raise ValueError(f"render_experiment.py: --set expects NAME=VALUE, got {assignment!r}")
+            raise ValueError(f"render_experiment.py: {option} expects NAME=VALUE, got {assignment!r}")
         bad = FORBIDDEN_CHARACTERS & set(value)
         if bad:
             raise ValueError(f"render_experiment.py: the value of {name} ({value!r}) contains {sorted(bad)}, "
@@ -111,8 +115,12 @@ def edited_prototxt(path, text, edits, edit_names):
     return header + netedit.message_text(message)
 
 
-def render_experiment(exp_dir, out_dir, values, allow_unused=False, edit_files=()):
+def render_experiment(exp_dir, out_dir, values, allow_unused=False, edit_files=(), values_if_used=None):
+    """Render `exp_dir` into `out_dir` with `values` (each must be used unless `allow_unused`) and
+    `values_if_used` (none needs to be; `values` wins a name given in both)."""
     exp_dir, out_dir = Path(exp_dir), Path(out_dir)
+    required = set(values)
+    values = {**(values_if_used or {}), **values}
     if not exp_dir.is_dir():
         raise FileNotFoundError(f"render_experiment.py: experiment folder not found: {exp_dir}")
     sources = sorted(path for path in exp_dir.iterdir() if path.is_file())
@@ -136,7 +144,7 @@ def render_experiment(exp_dir, out_dir, values, allow_unused=False, edit_files=(
             validate_prototxt(target, text)
         atomic_write_text(target, text)
         written.append(target)
-    unused = sorted(set(values) - used)
+    unused = sorted(required - used)
     if unused and not allow_unused:
         raise ValueError(f"render_experiment.py: no template in {exp_dir} uses {unused}")
     return written
@@ -144,7 +152,8 @@ def render_experiment(exp_dir, out_dir, values, allow_unused=False, edit_files=(
 
 def main(argv=None):
     args = parse_args(argv)
-    written = render_experiment(args.exp, args.out, parse_values(args.set), args.allow_unused, args.edits)
+    written = render_experiment(args.exp, args.out, parse_values(args.set), args.allow_unused, args.edits,
+                                parse_values(args.set_if_used, "--set-if-used"))
     print(f"render_experiment.py: {len(written)} files rendered into {args.out}")
     return 0
 

@@ -4,7 +4,7 @@ Everything the pipeline reads is opened once, so that a bad file stops the run i
 than hours into training:
 
 - the list files (input list, training ids, val ids) are read by the project's readers
-  (:func:`dsrg.seeds.read_indexed_list`, :func:`dsrg.evaluation.read_image_ids`; LF or CRLF line
+  (:func:`dsrg.seeds.read_indexed_list`, :func:`dsrg.listfiles.read_image_ids`; LF or CRLF line
   endings both work). A UTF-8 byte-order mark is a problem: the Python readers skip it, but
   Caffe's ImageData and run.sh's awk read it as part of the first image name. An input list that
   lists an id twice, or gives two ids the same cue index, is a problem;
@@ -14,7 +14,9 @@ than hours into training:
 - every training and val image decodes completely (PIL ``load()``: a truncated JPEG is an error,
   not the grey-filled image OpenCV would make of it) and has a ground-truth PNG (palette or grey)
   of the same size whose values are class indices 0..C-1 or 255 (ignore). A training image is the
-  file its input-list line names (what Caffe's ImageData opens), a val image ``<id>.jpg``.
+  file its input-list line names (what Caffe's ImageData opens), a val image ``<id>.jpg``. A data
+  set whose training images have image-level labels only (``train_gt=False``) needs ground truth for
+  its val images alone: the training images are decoded, not compared with a label map.
 
 A problem is a dict ``{"file": path, "problem": text}``; :func:`check_dataset` returns every
 problem found, in list order, with counts. :func:`fingerprint` is a cheap digest of the inputs
@@ -33,8 +35,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dsrg.cues import dense_cues, image_cue_entry, load_cues
-from dsrg.evaluation import read_image_ids, read_list_lines
 from dsrg.fileio import image_size_problem, read_label_png
+from dsrg.listfiles import read_image_ids, read_list_lines
 from dsrg.seeds import read_indexed_list
 from dsrg.voc import IGNORE_LABEL
 
@@ -43,10 +45,11 @@ UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class DataLayout:
-    """The paths and options of one check; `image_ext` names val images (``<id><image_ext>``)."""
+    """The paths and options of one check; `image_ext` names val images (``<id><image_ext>``); `train_gt`
+    False: the training images have no ground truth to check."""
 
     def __init__(self, images, gt, input_list, train_ids, val_ids, cues, num_classes, cue_size=41,
-                 image_ext=".jpg", gt_ext=".png"):
+                 image_ext=".jpg", gt_ext=".png", train_gt=True):
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be at least 2 (background and one class), got {num_classes}")
         if int(cue_size) < 1:
@@ -56,6 +59,7 @@ class DataLayout:
         self.cues = Path(cues)
         self.num_classes, self.cue_size = int(num_classes), int(cue_size)
         self.image_ext, self.gt_ext = image_ext, gt_ext
+        self.train_gt = bool(train_gt)
 
     def lists(self):
         """(role, path) of the three list files."""
@@ -66,7 +70,7 @@ class DataLayout:
         paths = {name: str(Path(getattr(self, name)).resolve())
                  for name in ("images", "gt", "input_list", "train_ids", "val_ids", "cues")}
         return dict(paths, num_classes=self.num_classes, cue_size=self.cue_size, image_ext=self.image_ext,
-                    gt_ext=self.gt_ext)
+                    gt_ext=self.gt_ext, train_gt=self.train_gt)
 
 
 def problem(path, text):
@@ -115,10 +119,10 @@ def check_label_map(path, size, num_classes):
 
 
 def check_image_pair(image_path, gt_path, num_classes):
-    """Problems of one image and its ground truth, in that order."""
+    """Problems of one image and its ground truth (None: the image alone), in that order."""
     size, image_problem = check_image(image_path)
     found = [problem(image_path, image_problem)] if image_problem else []
-    gt_problem = check_label_map(gt_path, size, num_classes)
+    gt_problem = check_label_map(gt_path, size, num_classes) if gt_path is not None else None
     if gt_problem:
         found.append(problem(gt_path, gt_problem))
     return found
@@ -218,11 +222,13 @@ def cue_problems(layout, entries, train_ids):
 
 
 def image_jobs(layout, entries, train_ids, val_ids):
-    """[(image path, ground-truth path)] of the training and val images, each pair once, in list order."""
+    """[(image path, ground-truth path or None)] of the training and val images, each pair once, in list
+    order; a training image's ground truth is None when the layout has none for them."""
     pairs = []
     for name in train_ids:
         file_name = entries[name][0] if name in entries else f"{name}{layout.image_ext}"
-        pairs.append((layout.images / file_name, layout.gt / f"{name}{layout.gt_ext}"))
+        gt_path = layout.gt / f"{name}{layout.gt_ext}" if layout.train_gt else None
+        pairs.append((layout.images / file_name, gt_path))
     for name in val_ids:
         pairs.append((layout.images / f"{name}{layout.image_ext}", layout.gt / f"{name}{layout.gt_ext}"))
     return list(dict.fromkeys(pairs))
@@ -254,7 +260,8 @@ def fingerprint(layout):
         jobs = []
     for image_path, gt_path in jobs:
         add_stat(image_path)
-        add_stat(gt_path)
+        if gt_path is not None:
+            add_stat(gt_path)
     return digest.hexdigest()
 
 

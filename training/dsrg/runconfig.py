@@ -14,6 +14,12 @@ may be quoted), comments and blank lines; no `$` expansion and no commands. An u
 set twice in one file, a value of the wrong type or a missing required setting is an error naming
 the file, the line, the setting and what was expected.
 
+A few values follow the data set rather than a config.sh: NUM_CLASSES left empty is the number of
+names in the class-name file (CLASSES_NAME), and a set NUM_CLASSES must agree with that file when it
+exists; TRAIN_GT left empty says whether every training id has a ground-truth PNG. TRAIN_IDS_NAME and
+VAL_IDS_NAME may name several lists: the first present in PASCAL_DIR is used (a folder in VOC's own
+layout has ImageSets/Segmentation/train.txt and val.txt where this project has lists/*.txt).
+
 Stdlib only: run.sh resolves the settings before set-up has built the project's environment.
 """
 import difflib
@@ -24,10 +30,13 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dsrg.listfiles import read_class_names, read_image_ids
+
 CONFIG_NAME = "config.sh"
 ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 TEMPLATE_MARKER = "stage1_train.prototxt"
 GENERATED_CUES = "cues/localization_cues.pickle.gz"
+CLASS_COUNT_PLACEHOLDER = "${NUM_CLASSES}"
 TORCHVISION_EDITS = "torchvision.edits"
 
 
@@ -132,15 +141,21 @@ FLAG = _choice("0", "1")
 SETTINGS = {setting.name: setting for setting in (
     _setting("DATA_KIND", _choice("demo", "voc"), None,
              "demo: the synthetic data set, generated into PASCAL_DIR; voc: a VOC-layout folder"),
-    _setting("NUM_CLASSES", _integer(2), None, "classes, background included"),
+    _setting("NUM_CLASSES", _integer(2), None, "classes, background included; checked against the class-name "
+             "file (CLASSES_NAME) when that exists", empty="the number of names in the class-name file"),
     _setting("CUE_SIZE", POSITIVE, None, "side of the score grid the cues and the seed loss live on"),
     _setting("CUE_FILE_SIZE", POSITIVE, None, "side of the cue file's grid (AnnotationLayer subsamples it)",
              follows="CUE_SIZE"),
     _setting("IMAGE_SUBDIR", _text, None, "image folder inside PASCAL_DIR"),
     _setting("GT_SUBDIR", _text, None, "ground-truth PNG folder inside PASCAL_DIR (255 = ignore)"),
-    _setting("INPUT_LIST_NAME", _text, None, "the input list ('<id>.jpg <cue index>') inside PASCAL_DIR"),
-    _setting("TRAIN_IDS_NAME", _text, None, "training id list inside PASCAL_DIR"),
-    _setting("VAL_IDS_NAME", _text, None, "val id list inside PASCAL_DIR"),
+    _setting("TRAIN_GT", FLAG, "1", "1: every training image has a ground-truth PNG (seed quality and the pseudo "
+             "labels' mIoU are measured, image labels can be derived); 0: only the val images have one",
+             empty="1 when GT_SUBDIR holds <id>.png for every training id, else 0"),
+    _setting("INPUT_LIST_NAME", _text, None, "the input list ('<id>.jpg <cue index>') inside PASCAL_DIR",
+             empty="no input list: the training ids numbered in list order (CUES=generate only)"),
+    _setting("TRAIN_IDS_NAME", _words, None, "training id list inside PASCAL_DIR; of several, the first present "
+             "is used"),
+    _setting("VAL_IDS_NAME", _words, None, "val id list inside PASCAL_DIR; of several, the first present is used"),
     _setting("CUE_FILE_NAMES", _words, None, "cue files looked for in PASCAL_DIR, the first present is used"),
     _setting("CLASSES_NAME", _text, "", "class-name file inside PASCAL_DIR", empty="the VOC class names"),
     _setting("IMAGE_LABELS_NAME", _text, "", "image-label file inside PASCAL_DIR for CUES=generate",
@@ -279,7 +294,8 @@ def config_chain(experiments, exp):
 @dataclass
 class Resolved:
     """Every setting's value and origin ('default', 'default (= NAME)', 'experiment <file>:<line>',
-    'environment'), and the paths run.sh derives from them."""
+    'environment', or the data file it was read from), and the paths run.sh derives from them (with
+    DATA_MISSING: what a VOC-layout PASCAL_DIR lacks, one line, empty when nothing)."""
     exp: str
     chain: list
     values: dict
@@ -379,6 +395,28 @@ def _absolute(text, cwd):
     return os.path.normpath(Path(cwd) / text)
 
 
+def _first_present(data_dir, names):
+    """The path of the first of `names` (space-separated, relative to `data_dir`) that is a file, or None."""
+    return next((path for path in (Path(data_dir) / name for name in names.split()) if path.is_file()), None)
+
+
+def _id_list(data_dir, names):
+    """The first present of the id lists `names`; none present: the first, which step data reports missing."""
+    return str(_first_present(data_dir, names) or Path(data_dir) / names.split()[0])
+
+
+def _missing_data(values, data_dir):
+    """What a VOC-layout PASCAL_DIR lacks of the folders and lists every run reads, as one line."""
+    data = Path(data_dir)
+    missing = [f"{data / values[name]}/" for name in ("IMAGE_SUBDIR", "GT_SUBDIR") if not (data / values[name]).is_dir()]
+    if values["INPUT_LIST_NAME"] and not (data / values["INPUT_LIST_NAME"]).is_file():
+        missing.append(str(data / values["INPUT_LIST_NAME"]))
+    for name in ("TRAIN_IDS_NAME", "VAL_IDS_NAME"):
+        if _first_present(data, values[name]) is None:
+            missing.append(" or ".join(str(data / candidate) for candidate in values[name].split()))
+    return ", ".join(missing)
+
+
 def _cue_file(values, data_dir, run_dir, cwd):
     cues = values["CUES"]
     if cues == "generate":
@@ -388,13 +426,9 @@ def _cue_file(values, data_dir, run_dir, cwd):
         if not Path(path).is_file():
             raise SettingsError(f"CUES={cues}: {path} does not exist (expected a cue file, generate or generator)")
         return path
-    names = values["CUE_FILE_NAMES"].split()
     if values["DATA_KIND"] == "demo":
-        return str(Path(data_dir) / names[0])
-    for name in names:
-        if (Path(data_dir) / name).is_file():
-            return str(Path(data_dir) / name)
-    return ""
+        return str(Path(data_dir) / values["CUE_FILE_NAMES"].split()[0])
+    return str(_first_present(data_dir, values["CUE_FILE_NAMES"]) or "")
 
 
 def derive_paths(values, exp, experiments, template_folder, repo, cwd, edits_folder):
@@ -428,14 +462,16 @@ def derive_paths(values, exp, experiments, template_folder, repo, cwd, edits_fol
     return {
         "EXP_DIR": str(exp_folder), "TEMPLATE_DIR": str(template_folder), "RUN_DIR": run_dir,
         "PASCAL_DIR": data_dir, "IMAGES": in_data(values["IMAGE_SUBDIR"]), "GT": in_data(values["GT_SUBDIR"]),
-        "INPUT_LIST": in_data(values["INPUT_LIST_NAME"]), "TRAIN_IDS": in_data(values["TRAIN_IDS_NAME"]),
-        "VAL_IDS": in_data(values["VAL_IDS_NAME"]), "TRAIN_INPUT_LIST": train_input_list,
+        "INPUT_LIST": in_data(values["INPUT_LIST_NAME"]) if values["INPUT_LIST_NAME"] else "",
+        "TRAIN_IDS": _id_list(data_dir, values["TRAIN_IDS_NAME"]), "VAL_IDS": _id_list(data_dir, values["VAL_IDS_NAME"]),
+        "TRAIN_INPUT_LIST": train_input_list,
         "STAGE1_LIST": (str(Path(run_dir) / "lists" / "stage1_balanced_list.txt")
                         if values["STAGE1_REPEAT_THRESHOLD"] else train_input_list),
         "CLASSES_FILE": in_data(values["CLASSES_NAME"]) if values["CLASSES_NAME"] else "",
         "IMAGE_LABELS": image_labels, "GENERATED_CUES": str(Path(run_dir) / GENERATED_CUES),
         "CUE_FILE": _cue_file(values, data_dir, run_dir, cwd), "INIT_WEIGHTS_FILE": init_weights,
         "EDIT_FILES": _edit_files(values, edits_folder, exp_folder, template_folder),
+        "DATA_MISSING": "" if values["DATA_KIND"] == "demo" else _missing_data(values, data_dir),
     }
 
 
@@ -448,6 +484,72 @@ def _check_scale_mode(values, origins):
                                 "comma-separated whole numbers")
 
 
+def _check_input_list(values, origins):
+    """Without an input list the training ids are numbered by step cues: only generated cues fit them."""
+    if not values["INPUT_LIST_NAME"] and values["CUES"] != "generate":
+        raise SettingsError(f"INPUT_LIST_NAME is empty ({origins['INPUT_LIST_NAME']}): only CUES=generate numbers "
+                            f"the training ids itself; CUES={values['CUES'] or 'generator'} takes a cue file indexed "
+                            "by an input list ('<id>.jpg <cue index>' lines): set INPUT_LIST_NAME or CUES=generate")
+
+
+def _class_names(path):
+    try:
+        return read_class_names(path)
+    except (OSError, ValueError) as error:
+        raise SettingsError(f"{path}: cannot be read as a class-name file ({error})") from None
+
+
+def _count_classes(values, origins, classes_file):
+    """NUM_CLASSES empty: the number of names in the class-name file (returns True); set: checked against
+    that file when it exists (the demo's is generated by step data)."""
+    if values["NUM_CLASSES"] == "":
+        if not classes_file:
+            raise SettingsError(f"NUM_CLASSES is empty ({origins['NUM_CLASSES']}), which counts the class-name file, "
+                                "but CLASSES_NAME is empty: set NUM_CLASSES or CLASSES_NAME")
+        if not Path(classes_file).is_file():
+            raise SettingsError(f"{classes_file}: class-name file missing (NUM_CLASSES is empty: it is the number "
+                                "of names in this file, one per line, background first)")
+        count = len(_class_names(classes_file))
+        if count < 2:
+            raise SettingsError(f"{classes_file}: expected at least 2 class names (background first), got {count}")
+        values["NUM_CLASSES"], origins["NUM_CLASSES"] = str(count), f"class-name file {classes_file}"
+        return True
+    if classes_file and Path(classes_file).is_file():
+        count = len(_class_names(classes_file))
+        if count != int(values["NUM_CLASSES"]):
+            raise SettingsError(f"{classes_file}: expected NUM_CLASSES={values['NUM_CLASSES']} class names "
+                                f"({origins['NUM_CLASSES']}), got {count}; make them agree, or leave NUM_CLASSES "
+                                "empty to count the file")
+    return False
+
+
+def _check_nets_take_the_class_count(values, paths):
+    """A class count read from the data set reaches the nets only through a ${NUM_CLASSES} placeholder (the
+    templates' own classifiers have a fixed size): some edits file or template must use it."""
+    sources = list(paths["EDIT_FILES"]) + sorted(Path(paths["TEMPLATE_DIR"]).glob("*.prototxt"))
+    if any(CLASS_COUNT_PLACEHOLDER in Path(source).read_text() for source in sources):
+        return
+    edits = " ".join(Path(name).name for name in paths["EDIT_FILES"]) or "none"
+    raise SettingsError(f"NUM_CLASSES={values['NUM_CLASSES']} comes from {paths['CLASSES_FILE']}, but neither the "
+                        f"templates of {paths['TEMPLATE_DIR']} nor the EDITS files ({edits}) use "
+                        f"{CLASS_COUNT_PLACEHOLDER}, so the nets would keep their own class count: add an edits file "
+                        "that sets it (experiment/custom-vgg16/dataset.edits) to EDITS")
+
+
+def _training_ground_truth(values, origins, paths):
+    """TRAIN_GT empty: 1 when the ground-truth folder has <id>.png for every training id, else 0."""
+    if values["TRAIN_GT"]:
+        return
+    try:
+        train_ids = read_image_ids(paths["TRAIN_IDS"])
+    except (OSError, ValueError):
+        train_ids = []
+    found = sum((Path(paths["GT"]) / f"{name}.png").is_file() for name in train_ids)
+    values["TRAIN_GT"] = "1" if train_ids and found == len(train_ids) else "0"
+    origins["TRAIN_GT"] = (f"default (from the data: {values['GT_SUBDIR']}/<id>.png for {found} of "
+                           f"{len(train_ids)} training ids)")
+
+
 def resolve(experiments, exp, environ, repo, cwd):
     """The settings of experiment `exp` (a folder of `experiments`) under `environ`."""
     if not exp or "/" in exp or exp.startswith("."):
@@ -457,7 +559,11 @@ def resolve(experiments, exp, environ, repo, cwd):
     template_folder = _template_folder(values, chain, experiments)
     _resnet_variant(values, origins, template_folder)
     _check_scale_mode(values, origins)
+    _check_input_list(values, origins)
     paths = derive_paths(values, exp, experiments, template_folder, repo, cwd, edits_folder)
+    if _count_classes(values, origins, paths["CLASSES_FILE"]):
+        _check_nets_take_the_class_count(values, paths)
+    _training_ground_truth(values, origins, paths)
     return Resolved(exp, [config.path for config in chain], values, origins, paths)
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cues import dense_cues, image_cue_entry
-from dsrg.evaluation import (ConfusionMatrix, image_id, nanmean, percent, read_list_lines, resolve_class_names,
-                             safe_divide)
+from dsrg.evaluation import ConfusionMatrix, nanmean, percent, resolve_class_names, safe_divide
 from dsrg.fileio import read_label_png
+from dsrg.listfiles import image_id, read_list_lines
 from dsrg.resize import aligned_corner_indices
 from dsrg.voc import IGNORE_LABEL
 
@@ -93,7 +93,7 @@ def find_seed_file(seed_dir, image_name):
 
 def read_indexed_list(path):
     """(image id, cue index) pairs from an input_list ("<id>.jpg <index>" per line; line endings and a
-    byte-order mark as :func:`dsrg.evaluation.read_list_lines` reads them)."""
+    byte-order mark as :func:`dsrg.listfiles.read_list_lines` reads them)."""
     pairs = []
     for number, line in enumerate(read_list_lines(path), start=1):
         fields = line.split()
