@@ -123,5 +123,5 @@ def test_the_prediction_column_takes_its_title(tmp_path):
     for extra, title in (([], "prediction"), (["--pred-title", "pseudo label"], "pseudo label")):
         args = visualize_tool.parse_args(common + extra)
         panels, shown, background_seeds = visualize_tool.image_panels("a", args, 21, None, None)
-        assert [panel[0] for panel in panels] == ["a", "ground truth", title]
+        assert [panel[0] for panel in panels] == ["a", title, "ground truth"]
         assert shown == {0, 3, 15} and not background_seeds

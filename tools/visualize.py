@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-r"""Draw panels image | ground truth | prediction (| cues | grown seeds) for a list of images.
+r"""Draw panels image (| cues | grown seeds) | prediction | ground truth for a list of images, in the
+method's order: the seeds, what growing makes of them, what the net predicts, the truth.
 
 Every input but the id list is optional; a panel is drawn for each one given. Label maps are
 coloured with the VOC palette, a legend row names the classes shown (and, where cues or grown seeds
@@ -89,13 +90,6 @@ def image_panels(image_name, args, num_classes, cue_mapping, cue_index):
         shape = (gt if gt is not None else pred).shape
         image = np.full(shape + (3,), BACKGROUND_GREY, dtype=np.uint8)
     panels, shown, seed_classes = [(image_name, image, True)], set(), set()
-    for title, label_map in (("ground truth", gt), (args.pred_title, pred)):
-        if label_map is not None:
-            if label_map.shape != image.shape[:2]:
-                raise ValueError(f"{image_name}: {title} size {label_map.shape[1]}x{label_map.shape[0]} differs "
-                                 f"from the image size {image.shape[1]}x{image.shape[0]}")
-            panels.append((title, colorize(label_map), False))
-            shown |= set(np.unique(label_map).tolist())
     if cue_mapping is not None:
         if cue_index is None:
             panels.append(("cues: none", np.full_like(image, BACKGROUND_GREY), False))
@@ -107,6 +101,13 @@ def image_panels(image_name, args, num_classes, cue_mapping, cue_index):
         seeds = seeds_to_label_map(load_seed_map(find_seed_file(args.grown_seeds, image_name), num_classes))
         panels.append(("grown seeds", draw_grown_seeds(image, seeds), False))
         seed_classes |= set(np.unique(seeds).tolist())
+    for title, label_map in ((args.pred_title, pred), ("ground truth", gt)):
+        if label_map is not None:
+            if label_map.shape != image.shape[:2]:
+                raise ValueError(f"{image_name}: {title} size {label_map.shape[1]}x{label_map.shape[0]} differs "
+                                 f"from the image size {image.shape[1]}x{image.shape[0]}")
+            panels.append((title, colorize(label_map), False))
+            shown |= set(np.unique(label_map).tolist())
     # background seeds have a legend entry of their own; the palette's background swatch is for label maps
     label_classes = shown | (seed_classes - {0})
     return panels, label_classes - {IGNORE_LABEL}, 0 in seed_classes
