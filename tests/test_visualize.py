@@ -88,7 +88,7 @@ def test_tool_writes_panels_of_the_right_size(tmp_path):
             "--grid", str(tmp_path / "grid.png")]
     visualize_tool.main(args)
     with Image.open(tmp_path / "panels" / "a.png") as panel:
-        # five panels (image, ground truth, prediction, cues, grown seeds), 2-pixel gaps, legend below
+        # five panels (image, cues, grown seeds, prediction, ground truth), 2-pixel gaps, legend below
         assert panel.mode == "RGB" and panel.width == 5 * size + 4 * 2
         assert panel.height > size + TEXT_HEIGHT + 2
         single_height = panel.height
