@@ -35,6 +35,7 @@ from dsrg.growing import grow_cues
 from dsrg.growing_reference import grow_cues_reference
 from dsrg.softmax import floor_probs, plain_softmax, softmax_backward_from_plain, softmax_forward
 from dsrg.voc import CRF_MEAN_BGR, PALETTE
+from pylayers.netio import import_caffe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VOC_DIR = REPO_ROOT / ".." / "shared" / "data" / "voc12"
@@ -197,9 +198,8 @@ def core_timings(args, labels, cues, scores, images):
 
 
 def caffe_timings(args, labels, cues, scores, images):
-    os.environ.setdefault("GLOG_minloglevel", "2")
     try:
-        import caffe
+        caffe = import_caffe()
     except ImportError:
         return None
     caffe.set_mode_cpu()

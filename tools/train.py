@@ -55,10 +55,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrg.cli import tool_name
 from dsrg.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dsrg.progress import progress as show_progress
 from dsrg.softmax import MIN_PROB
-from pylayers.netio import check_layer_modules, load_weights, use_caffe
+from pylayers.netio import WARNINGS, check_layer_modules, import_caffe, load_weights, use_caffe
 from pylayers.snapshots import (SnapshotError, clear_staging, remove_snapshots_from, restore, resume_latest,
                                  rotate_snapshots, snapshot_files, snapshot_problem, staging_prefix, take_snapshot)
 
@@ -179,21 +180,13 @@ def parse_args(argv):
     return args
 
 
-def import_caffe():
-    os.environ.setdefault("GLOG_minloglevel", "1")
-    import caffe
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    return caffe, caffe_pb2, text_format
-
-
 def prepare_solver(args, caffe_pb2, text_format, out):
     """Read the solver, point it into OUT, and write OUT/solver.prototxt. Returns (param, prefix,
     snapshot period): Caffe's own snapshots are off (train.py takes them, see pylayers.snapshots)
     and point into the staging folder."""
     solver_path = Path(args.solver).resolve()
     if not solver_path.is_file():
-        raise FileNotFoundError(f"train.py: solver file not found: {solver_path}")
+        raise FileNotFoundError(f"{tool_name()}: solver file not found: {solver_path}")
     param = caffe_pb2.SolverParameter()
     text_format.Merge(solver_path.read_text(), param)
     field = "net" if param.HasField("net") else "train_net" if param.HasField("train_net") else None
@@ -377,21 +370,22 @@ def initialise(solver, args, prefix, solver_type):
     """Resume from --snapshot (verified), else from the newest usable snapshot, else load --weights.
     Returns the .solverstate resumed from, or None."""
     for name in clear_staging(prefix):
-        print(f"train.py: removed {name}, left in {staging_prefix(prefix).parent} by an interrupted snapshot")
+        print(f"{tool_name()}: removed {name}, left in {staging_prefix(prefix).parent} by an interrupted snapshot")
     if args.snapshot:
         resume = Path(args.snapshot)
         if not resume.is_file():
-            raise FileNotFoundError(f"train.py: snapshot to resume from not found: {resume}")
+            raise FileNotFoundError(f"{tool_name()}: snapshot to resume from not found: {resume}")
         problem = snapshot_problem(resume, resume.with_suffix(".caffemodel"), solver.net, solver_type)
         if problem is not None:
-            raise SnapshotError(f"train.py: cannot resume: {problem}")
+            raise SnapshotError(f"{tool_name()}: cannot resume: {problem}")
         restore(solver, resume)
     else:
-        resume = resume_latest(solver, prefix, solver_type, lambda text: print(f"train.py: {text}", file=sys.stderr))
+        resume = resume_latest(solver, prefix, solver_type,
+                               lambda text: print(f"{tool_name()}: {text}", file=sys.stderr))
     if resume is not None:
-        print(f"train.py: resumed from {resume} at iteration {solver.iter}")
+        print(f"{tool_name()}: resumed from {resume} at iteration {solver.iter}")
     elif args.weights:
-        print(load_weights(solver.net, args.weights.split(","), "train.py").summary("train.py"))
+        print(load_weights(solver.net, args.weights.split(","), tool_name()).summary(tool_name()))
     return resume
 
 
@@ -399,7 +393,10 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    caffe, caffe_pb2, text_format = import_caffe()
+    caffe = import_caffe(log_level=WARNINGS)
+    caffe_pb2 = caffe.proto.caffe_pb2
+    from google.protobuf import text_format
+
     param, prefix, period = prepare_solver(args, caffe_pb2, text_format, out)
     max_iter = param.max_iter
     solver_type = solver_type_name(param, caffe_pb2)
@@ -409,7 +406,7 @@ def main(argv=None):
         import json
         done = json.loads(done_path.read_text())
         if done.get("iterations") == max_iter:
-            print(f"train.py: {out} already holds a finished {max_iter}-iteration run; skipping")
+            print(f"{tool_name()}: {out} already holds a finished {max_iter}-iteration run; skipping")
             return 0
 
     for field in ("net", "train_net"):
@@ -421,7 +418,7 @@ def main(argv=None):
     try:
         solver = caffe.get_solver(str(out / "solver.prototxt"))
     except (RuntimeError, OSError, ValueError) as error:
-        raise LayerError(f"train.py: cannot set up the net of {args.solver}: {error}") from error
+        raise LayerError(f"{tool_name()}: cannot set up the net of {args.solver}: {error}") from error
     resume = initialise(solver, args, prefix, solver_type)
 
     def snapshot_now():
@@ -449,23 +446,23 @@ def main(argv=None):
                     if solver.iter > start_iter:
                         snapshot_now()
                         saved = f"the snapshot at iteration {solver.iter} is kept and a rerun resumes from it"
-                    stop_run(LayerError(f"train.py: iteration {iteration} stopped (solver {args.solver}): {error}; "
-                                        f"{saved}"), prefix, out, header, rows)
+                    stop_run(LayerError(f"{tool_name()}: iteration {iteration} stopped (solver {args.solver}): "
+                                        f"{error}; {saved}"), prefix, out, header, rows)
                 values = net_outputs(solver.net)
                 bad = {name: value for name, value in values.items() if not np.isfinite(value)}
                 if bad:
                     described = ", ".join(f"'{name}' = {value}" for name, value in sorted(bad.items()))
                     stop_run(TrainingDiverged(
-                        f"train.py: training diverged at iteration {iteration} (solver {args.solver}): "
+                        f"{tool_name()}: training diverged at iteration {iteration} (solver {args.solver}): "
                         f"non-finite net output {described}"), prefix, out, header, rows, discard_from=iteration)
                 stuck = guard.observe(iteration, values)
                 if stuck is not None:
                     description, first = stuck
                     stop_run(TrainingDiverged(
-                        f"train.py: training stuck at iteration {iteration} (solver {args.solver}): {description}. "
-                        f"Lower base_lr or the lr_mult of the new layers (e.g. fc6/fc7/fc8) and rerun; snapshots "
-                        f"from iteration {first} on are removed, earlier ones kept (--stuck-iters 0 turns this "
-                        f"check off)"), prefix, out, header, rows, discard_from=first)
+                        f"{tool_name()}: training stuck at iteration {iteration} (solver {args.solver}): "
+                        f"{description}. Lower base_lr or the lr_mult of the new layers (e.g. fc6/fc7/fc8) and "
+                        f"rerun; snapshots from iteration {first} on are removed, earlier ones kept (--stuck-iters 0 "
+                        f"turns this check off)"), prefix, out, header, rows, discard_from=first)
                 for name, value in values.items():
                     window.setdefault(name, []).append(value)
                 progress.update(1)
@@ -489,7 +486,7 @@ def main(argv=None):
                     name = signal.Signals(signals.received).name
                     if header is not None:
                         write_log(log_path, header, rows)
-                    raise Stopped(f"train.py: stopped by {name} at iteration {solver.iter}; snapshot: {where}; "
+                    raise Stopped(f"{tool_name()}: stopped by {name} at iteration {solver.iter}; snapshot: {where}; "
                                   "a rerun resumes from it", signals.received)
     finally:
         progress.close()
@@ -504,7 +501,7 @@ def main(argv=None):
         "resumed_from": str(resume) if resume else None, "seconds_this_run": round(elapsed, 1),
         "seconds_per_iteration": round(elapsed / max(1, max_iter - start_iter), 4), "final_outputs": final,
     })
-    print(f"train.py: {max_iter} iterations done in {elapsed:.0f} s this run; weights {out / FINAL_WEIGHTS}")
+    print(f"{tool_name()}: {max_iter} iterations done in {elapsed:.0f} s this run; weights {out / FINAL_WEIGHTS}")
     return 0
 
 
@@ -521,4 +518,4 @@ if __name__ == "__main__":
         print(stopped, file=sys.stderr)
         sys.exit(128 + stopped.signum)
     except (FileNotFoundError, ValueError, SnapshotError) as error:
-        sys.exit(f"train.py: error: {error}")
+        sys.exit(f"{tool_name()}: error: {error}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dsrg.cli import run_main
+from dsrg.cli import run_main, tool_name
 from dsrg.cues import load_cues
 from dsrg.evaluation import read_class_names, read_image_ids, resolve_class_names
 from dsrg.fileio import atomic_save_image, read_label_png
@@ -127,7 +127,7 @@ def main(argv=None):
         shown = sorted(set().union(*(classes for _, classes in rows)) & set(range(num_classes)))
         width = max(row.width for row, _ in rows)
         atomic_save_image(args.grid, stack([row for row, _ in rows], legend(class_names, width, shown)))
-    print(f"visualize: {len(ids)} ids, {written} per-id PNGs written"
+    print(f"{tool_name()}: {len(ids)} ids, {written} per-id PNGs written"
           + (f", grid {args.grid}" if args.grid and rows else ""))
 
 

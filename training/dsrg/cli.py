@@ -11,11 +11,17 @@ from pathlib import Path
 EXPECTED_ERRORS = (OSError, ValueError)
 
 
+def tool_name():
+    """The running tool's file name as it was started (Path(sys.argv[0]).name, e.g. "train.py"): the
+    prefix of its messages."""
+    return Path(sys.argv[0]).name
+
+
 def run_main(main, argv=None, also=()):
     """Run a tool's `main(argv)` and return its exit status: an int it returns, else 0 (a tool may
     return its summary). An expected error (EXPECTED_ERRORS, plus the exception types in `also`) is
     printed as one line, prefixed with the tool's name unless the message already starts with it."""
-    name = Path(sys.argv[0]).name
+    name = tool_name()
     try:
         status = main(argv)
     except EXPECTED_ERRORS + tuple(also) as error:
