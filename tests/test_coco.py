@@ -166,7 +166,7 @@ def fixture_dataset(tmp_path):
 def test_converter_writes_the_expected_label_maps_lists_and_labels(tmp_path):
     annotations, images, expected = fixture_dataset(tmp_path)
     out = tmp_path / "coco"
-    counts = convert_coco.main(["--annotations", str(annotations), "--image-dir", str(images), "--out", str(out),
+    counts = convert_coco.main(["--annotations", str(annotations), "--images", str(images), "--out", str(out),
                                 "--no-progress"])
     assert (counts["images"], counts["converted"], counts["annotations"], counts["crowd_annotations"],
             counts["images_without_annotations"]) == (3, 3, 5, 1, 1)
@@ -185,15 +185,15 @@ def test_converter_writes_the_expected_label_maps_lists_and_labels(tmp_path):
     assert record["complete"] and record["settings"]["overlap"] == "smaller-on-top"
     assert not [path for path in out.rglob("*.tmp")]
 
-    again = convert_coco.main(["--annotations", str(annotations), "--image-dir", str(images), "--out", str(out),
+    again = convert_coco.main(["--annotations", str(annotations), "--images", str(images), "--out", str(out),
                                "--no-progress"])
     assert (again["converted"], again["skipped"]) == (0, 3)
     with pytest.raises(coco.CocoFormatError, match="other settings \\(overlap differ\\)"):
-        convert_coco.main(["--annotations", str(annotations), "--image-dir", str(images), "--out", str(out),
+        convert_coco.main(["--annotations", str(annotations), "--images", str(images), "--out", str(out),
                            "--overlap", "annotation-order", "--no-progress"])
 
     ordered = tmp_path / "ordered"
-    convert_coco.main(["--annotations", str(annotations), "--image-dir", str(images), "--out", str(ordered),
+    convert_coco.main(["--annotations", str(annotations), "--images", str(images), "--out", str(ordered),
                        "--overlap", "annotation-order", "--copy", "--no-progress"])
     in_order = expected["a"].copy()
     in_order[1:3, 2:4] = 1
@@ -204,7 +204,7 @@ def test_converter_writes_the_expected_label_maps_lists_and_labels(tmp_path):
         assert stat.S_IMODE((ordered / made).stat().st_mode) == 0o666 & ~umask, made
 
     first_two = tmp_path / "first_two"
-    convert_coco.main(["--annotations", str(annotations), "--image-dir", str(images), "--out", str(first_two),
+    convert_coco.main(["--annotations", str(annotations), "--images", str(images), "--out", str(first_two),
                        "--split", "mini", "--limit", "2", "--no-progress"])
     assert (first_two / "lists" / "mini_id.txt").read_text() == "a\nb\n"
     assert sorted(path.name for path in (first_two / "SegmentationClass").iterdir()) == ["a.png", "b.png"]
@@ -225,21 +225,21 @@ def test_unknown_category_and_missing_image_are_named_and_nothing_is_written(tmp
     annotations, images, _ = fixture_dataset(tmp_path)
     spoil(annotations, lambda dataset: dataset["annotations"][3].update(category_id=83))
     out = tmp_path / "coco"
-    result = run_tool("--annotations", str(annotations), "--image-dir", str(images), "--out", str(out))
+    result = run_tool("--annotations", str(annotations), "--images", str(images), "--out", str(out))
     assert result.returncode != 0
     assert "unknown category id 83 (1 annotation, e.g. annotation 4 of image 101)" in result.stderr
     assert not out.exists()
 
     annotations, images, _ = fixture_dataset(tmp_path / "second")
     (images / "c.jpg").unlink()
-    result = run_tool("--annotations", str(annotations), "--image-dir", str(images), "--out", str(out))
+    result = run_tool("--annotations", str(annotations), "--images", str(images), "--out", str(out))
     assert result.returncode != 0
     assert f"1 of its 3 images are missing from {images}: c.jpg" in result.stderr
     assert not out.exists()
 
     write_jpeg(images / "c.jpg", 5, 4)
     with pytest.raises(coco.CocoFormatError, match=r"c.jpg \(5×4, the JSON says 4×4\)"):
-        convert_coco.main(["--annotations", str(annotations), "--image-dir", str(images), "--out", str(out),
+        convert_coco.main(["--annotations", str(annotations), "--images", str(images), "--out", str(out),
                            "--no-progress"])
     assert not out.exists()
 
@@ -324,7 +324,7 @@ def test_coco_vgg16_smoke_run(tmp_path):
     data = tmp_path / "coco"
     for split, count, seed in (("train2014", 6, 1), ("val2014", 3, 2)):
         annotations, folder = smoke_split(raw, split, count, seed)
-        convert_coco.main(["--annotations", str(annotations), "--image-dir", str(folder), "--out", str(data),
+        convert_coco.main(["--annotations", str(annotations), "--images", str(folder), "--out", str(data),
                            "--no-progress"])
     smoke_cues(data, "train2014")
     run_dir = tmp_path / "run"

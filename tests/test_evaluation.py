@@ -122,7 +122,7 @@ def test_tool_nonzero_mode_and_class_file(tmp_path):
     gt_dir, pred_dir = _write_case(tmp_path)
     atomic_save_label_png(pred_dir / "b.png", np.array([[0, 0]], dtype=np.uint8))  # class 2 never hit
     (tmp_path / "classes.txt").write_text("background\nred\nblue\n")
-    args = ["--pred", str(pred_dir), "--gt", str(gt_dir), "--test_ids", str(tmp_path / "ids.txt"),
+    args = ["--pred", str(pred_dir), "--gt", str(gt_dir), "--ids", str(tmp_path / "ids.txt"),
             "--classes", str(tmp_path / "classes.txt"), "--quiet"]
     standard = evaluate_tool.main(args)
     nonzero = evaluate_tool.main(args + ["--miou-mode", "nonzero"])
@@ -132,7 +132,7 @@ def test_tool_nonzero_mode_and_class_file(tmp_path):
 
 def test_tool_errors_name_the_file_and_the_sizes(tmp_path):
     gt_dir, pred_dir = _write_case(tmp_path)
-    args = ["--pred", str(pred_dir), "--gt", str(gt_dir), "--test_ids", str(tmp_path / "ids.txt"), "--quiet"]
+    args = ["--pred", str(pred_dir), "--gt", str(gt_dir), "--ids", str(tmp_path / "ids.txt"), "--quiet"]
     atomic_save_label_png(pred_dir / "b.png", np.zeros((3, 2), dtype=np.uint8))
     expected = r"b.png: prediction size 2x3 \(WxH\) differs from the ground truth .*b.png size 2x1"
     with pytest.raises(ValueError, match=expected):
@@ -145,7 +145,7 @@ def test_tool_errors_name_the_file_and_the_sizes(tmp_path):
 def test_tool_refuses_an_id_listed_twice(tmp_path):
     gt_dir, pred_dir = _write_case(tmp_path)
     (tmp_path / "ids.txt").write_text("a\nb\na\na\n")
-    args = ["--pred", str(pred_dir), "--gt", str(gt_dir), "--test_ids", str(tmp_path / "ids.txt"), "--quiet"]
+    args = ["--pred", str(pred_dir), "--gt", str(gt_dir), "--ids", str(tmp_path / "ids.txt"), "--quiet"]
     with pytest.raises(ValueError, match=r"ids\.txt: image id a is listed twice \(lines 1 and 3\)"):
         evaluate_tool.main(args)
     assert not list(tmp_path.glob("*.json"))

@@ -1,11 +1,11 @@
-"""dsrg.fileio: atomic outputs follow the umask and name the file when a write fails."""
+"""dsrg.fileio and dsrg.atomic: atomic outputs follow the umask and name the file when a write fails."""
 import errno
 import os
 import stat
 
 import pytest
 
-from dsrg import fileio
+from dsrg import atomic, fileio
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
@@ -36,7 +36,7 @@ def test_a_failed_write_names_the_file_and_leaves_nothing(tmp_path, monkeypatch)
         def write(self, data):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(fileio.os, "fdopen", FullDisk)
+    monkeypatch.setattr(atomic.os, "fdopen", FullDisk)
     target = tmp_path / "weights.npy"
     with pytest.raises(OSError, match=r"weights\.npy: No space left on device") as caught:
         fileio.atomic_save_npy(target, [1.0])

@@ -278,7 +278,7 @@ def test_refine_shape_errors(crf_backend):
 def test_benchmark_tool_runs_on_a_small_synthetic_batch(crf_backend, capsys):
     from tools.bench_layers import main
 
-    assert main(["--synthetic", "--no-caffe", "--batch", "2", "--size", "21", "--image-size", "81",
+    assert main(["--synthetic", "--no-caffe", "--batch-size", "2", "--size", "21", "--image-size", "81",
                  "--repeats", "1", "--reference-repeats", "1"]) == 0
     output = capsys.readouterr().out
     for row in ("SoftmaxLayer", "CRFLayer", "DSRGLayer (CRF shared)", "growing step", "BalancedSeedLossLayer",

@@ -19,6 +19,7 @@ from google.protobuf import text_format
 
 from caffe_helpers import caffemodel_layers, requires_torch, torch
 from dsrg import weights
+from dsrg.cli import run_main
 from dsrg.voc import MEAN_BGR
 from tools import import_weights as tool
 
@@ -282,9 +283,9 @@ def test_torchvision_import_forward_matches_torch(torchvision_import):
 def test_torchvision_state_dict_lacking_keys_is_named(tmp_path, capsys):
     pth = tmp_path / "partial.pth"
     torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, pth)
-    status = tool.main(["--source", "torchvision-vgg16", "--input", str(pth), "--net", str(DEPLOY),
-                        "--out", str(tmp_path / "out.caffemodel")])
-    assert status == 2
+    status = run_main(tool.main, ["--source", "torchvision-vgg16", "--input", str(pth), "--net", str(DEPLOY),
+                                  "--out", str(tmp_path / "out.caffemodel")])
+    assert status == 1
     error = capsys.readouterr().err
     assert "features.0.bias" in error and "Traceback" not in error
     assert not (tmp_path / "out.caffemodel").exists()
@@ -294,9 +295,9 @@ def test_torchvision_without_torch_is_a_clear_error(tmp_path, monkeypatch, capsy
     pth = tmp_path / "vgg16.pth"
     pth.write_bytes(b"not read")
     monkeypatch.setitem(sys.modules, "torch", None)
-    status = tool.main(["--source", "torchvision-vgg16", "--input", str(pth), "--net", str(DEPLOY),
-                        "--out", str(tmp_path / "out.caffemodel")])
-    assert status == 2 and "needs torch" in capsys.readouterr().err
+    status = run_main(tool.main, ["--source", "torchvision-vgg16", "--input", str(pth), "--net", str(DEPLOY),
+                                  "--out", str(tmp_path / "out.caffemodel")])
+    assert status == 1 and "needs torch" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- caffe-vgg16 (V1 and new format)
@@ -452,8 +453,8 @@ def test_shape_mismatch_names_the_layer_and_both_shapes(tmp_path, capsys):
     h5 = tmp_path / "hed.weights.h5"
     write_hed_h5(h5)
     out = tmp_path / "out.caffemodel"
-    status = tool.main(["--source", "hed", "--input", str(h5), "--net", str(DEPLOY), "--out", str(out)])
-    assert status == 2
+    status = run_main(tool.main, ["--source", "hed", "--input", str(h5), "--net", str(DEPLOY), "--out", str(out)])
+    assert status == 1
     error = capsys.readouterr().err
     assert "layer conv1_1" in error and "64×3×3×3 + 64" in error and "8×3×3×3 + 8" in error
     assert "Traceback" not in error and not out.exists()
@@ -464,9 +465,9 @@ def test_a_net_caffe_could_not_build_is_refused_by_name(tmp_path, capsys):
     write_hed_h5(h5)
     net_path = tmp_path / "broken.prototxt"
     net_path.write_text(narrow_deploy(tmp_path).read_text().replace('bottom: "pool1"', 'bottom: "pool1a"'))
-    status = tool.main(["--source", "hed", "--input", str(h5), "--net", str(net_path),
-                        "--out", str(tmp_path / "out.caffemodel")])
-    assert status == 2
+    status = run_main(tool.main, ["--source", "hed", "--input", str(h5), "--net", str(net_path),
+                                  "--out", str(tmp_path / "out.caffemodel")])
+    assert status == 1
     assert "layer conv2_1 reads pool1a, which no earlier layer makes" in capsys.readouterr().err
 
 

@@ -17,6 +17,7 @@ from google.protobuf import text_format
 
 from caffe_helpers import requires_torch, torch
 from dsrg import netedit, resnet, weights
+from dsrg.cli import run_main
 from dsrg.voc import MEAN_BGR
 from tools import import_weights as tool
 from tools import make_resnet_prototxt as generator
@@ -298,10 +299,10 @@ def test_torchvision_blobs_follow_the_mapping(torchvision_import):
 def test_torchvision_weights_into_the_msra_net_are_refused(torchvision_import, tmp_path, capsys):
     _, pth, _, _ = torchvision_import
     out = tmp_path / "out.caffemodel"
-    status = tool.main(["--source", "torchvision-resnet101", "--input", str(pth),
-                        "--net", str(small_deploy(tmp_path, "msra")), "--out", str(out)])
+    status = run_main(tool.main, ["--source", "torchvision-resnet101", "--input", str(pth),
+                                  "--net", str(small_deploy(tmp_path, "msra")), "--out", str(out)])
     error = capsys.readouterr().err
-    assert status == 2 and not out.exists()
+    assert status == 1 and not out.exists()
     assert "res3a_branch2a has stride 2, dilation 1" in error and "torchvision.edits" in error
 
 
@@ -360,10 +361,10 @@ def test_weights_that_do_not_fit_are_refused_naming_layer_and_shapes(tmp_path, c
                  "shape": {"reshape": ("res3a_branch2b", (16, 8, 3, 3))}}[case]
     write_msra_caffemodel(source, net_path, **arguments)
     out = tmp_path / "out.caffemodel"
-    status = tool.main(["--source", "deeplab-resnet101", "--input", str(source), "--net", str(net_path),
-                        "--out", str(out)])
+    status = run_main(tool.main, ["--source", "deeplab-resnet101", "--input", str(source), "--net", str(net_path),
+                                  "--out", str(out)])
     error = capsys.readouterr().err
-    assert status == 2 and not out.exists() and "Traceback" not in error
+    assert status == 1 and not out.exists() and "Traceback" not in error
     assert f"{source} does not fit {net_path}" in error
     expected = {"missing": ["not in the source", "res4b22_branch2c (Convolution, 128×32×1×1)",
                             "bn4b22_branch2c (BatchNorm, 128 + 128 + 1)"],
@@ -379,7 +380,7 @@ def test_a_file_without_resnet_layers_is_refused(tmp_path, capsys):
     model.layer.add(name="conv1_1", type="Convolution").blobs.add().MergeFromString(
         tool.float_blob_bytes(np.zeros((64, 3, 3, 3), np.float32)))
     source.write_bytes(model.SerializeToString())
-    status = tool.main(["--source", "deeplab-resnet101", "--input", str(source),
-                        "--net", str(small_deploy(tmp_path, "msra", WIDTH_DIVISOR)),
-                        "--out", str(tmp_path / "out.caffemodel")])
-    assert status == 2 and "not an MSRA / DeepLab ResNet model" in capsys.readouterr().err
+    status = run_main(tool.main, ["--source", "deeplab-resnet101", "--input", str(source),
+                                  "--net", str(small_deploy(tmp_path, "msra", WIDTH_DIVISOR)),
+                                  "--out", str(tmp_path / "out.caffemodel")])
+    assert status == 1 and "not an MSRA / DeepLab ResNet model" in capsys.readouterr().err

@@ -207,8 +207,8 @@ def write_photos(folder, count=3):
 def test_make_saliency_writes_pngs_and_a_rerun_skips_them(tmp_path, capsys):
     photos = write_photos(tmp_path / "images")
     (tmp_path / "ids.txt").write_bytes(b"photo_0\r\nphoto_1\r\nphoto_2\r\n")
-    argv = ["--image-dir", str(tmp_path / "images"), "--ids", str(tmp_path / "ids.txt"),
-            "--out-dir", str(tmp_path / "saliency"), "--ext", ".png", "--method", "mbplus"]
+    argv = ["--images", str(tmp_path / "images"), "--ids", str(tmp_path / "ids.txt"),
+            "--out", str(tmp_path / "saliency"), "--image-ext", ".png", "--method", "mbplus"]
     assert make_saliency_tool.main(argv)["written"] == 3
     for name, (rgb, _) in photos.items():
         stored = read_label_png(tmp_path / "saliency" / f"{name}.png")
@@ -224,8 +224,8 @@ def test_make_saliency_writes_pngs_and_a_rerun_skips_them(tmp_path, capsys):
 def test_make_saliency_missing_photo_is_named_and_nothing_half_written(tmp_path):
     write_photos(tmp_path / "images", count=1)
     (tmp_path / "ids.txt").write_text("photo_0\nphoto_9\n")
-    argv = ["--image-dir", str(tmp_path / "images"), "--ids", str(tmp_path / "ids.txt"),
-            "--out-dir", str(tmp_path / "saliency"), "--ext", ".png", "--quiet"]
+    argv = ["--images", str(tmp_path / "images"), "--ids", str(tmp_path / "ids.txt"),
+            "--out", str(tmp_path / "saliency"), "--image-ext", ".png", "--quiet"]
     with pytest.raises(FileNotFoundError, match="photo_9.png"):
         make_saliency_tool.main(argv)
     assert sorted(path.name for path in (tmp_path / "saliency").iterdir()) == ["photo_0.png"]
@@ -244,9 +244,10 @@ def test_bench_figures_agree_with_a_direct_count(tmp_path):
     for name, (_, mask) in photos.items():
         Image.fromarray(mask.astype(np.uint8), mode="L").save(gt_dir / f"{name}.png")
     (tmp_path / "ids.txt").write_text("\n".join(photos) + "\n")
-    rows = bench_tool.main(["--image-dir", str(tmp_path / "images"), "--gt", str(gt_dir), "--ids",
-                            str(tmp_path / "ids.txt"), "--ext", ".png", "--methods", "border,mbplus",
-                            "--thresholds", "0.06,0.2", "--grid", "21", "--quiet", "--out", str(tmp_path / "b.json")])
+    rows = bench_tool.main(["--images", str(tmp_path / "images"), "--gt", str(gt_dir), "--ids",
+                            str(tmp_path / "ids.txt"), "--image-ext", ".png", "--methods", "border,mbplus",
+                            "--thresholds", "0.06,0.2", "--cue-size", "21", "--no-progress",
+                            "--out", str(tmp_path / "b.json")])
     by_rule = {(row["method"], row["rule"]): row for row in rows}
     for method in ("border", "mbplus"):
         for threshold in (0.06, 0.2):

@@ -112,8 +112,8 @@ def test_tool_on_cue_file_and_seed_dir(tmp_path):
     atomic_save_label_png(seed_dir / "img_b.png", np.zeros((5, 5), dtype=np.uint8))  # all background, full size
     out, markdown = tmp_path / "quality.json", tmp_path / "quality.md"
     summaries = seed_quality_tool.main([
-        "--cues", str(tmp_path / "cues.pickle.gz"), "--seed-dir", str(seed_dir), "--gt", str(gt_dir),
-        "--list", str(tmp_path / "input_list.txt"), "--cue-size", "3", "--class_num", "3",
+        "--cues", str(tmp_path / "cues.pickle.gz"), "--grown-seeds", str(seed_dir), "--gt", str(gt_dir),
+        "--input-list", str(tmp_path / "input_list.txt"), "--cue-size", "3", "--num-classes", "3",
         "--out", str(out), "--markdown", str(markdown), "--quiet"])
     cues = summaries["cues"]
     assert cues["images"] == 2 and cues["valid_cells"] == 8 + 9 and cues["seeds"] == 7 + 1
@@ -130,15 +130,15 @@ def test_tool_reports_a_missing_seed_file(tmp_path):
     atomic_save_label_png(tmp_path / "gt" / "x.png", np.zeros((4, 4), dtype=np.uint8))
     (tmp_path / "ids.txt").write_text("x\n")
     with pytest.raises(FileNotFoundError, match=r"no grown seeds for image id x \(expected x.npy or x.png\)"):
-        seed_quality_tool.main(["--seed-dir", str(tmp_path / "none"), "--gt", str(tmp_path / "gt"),
-                                "--list", str(tmp_path / "ids.txt"), "--quiet"])
+        seed_quality_tool.main(["--grown-seeds", str(tmp_path / "none"), "--gt", str(tmp_path / "gt"),
+                                "--input-list", str(tmp_path / "ids.txt"), "--quiet"])
 
 
 @pytest.mark.skipif(not (VOC / "localization_cues-sec.pickle.gz").is_file(), reason="../shared VOC data absent")
 def test_real_sec_cues_on_the_first_images():
     summaries = seed_quality_tool.main([
         "--cues", str(VOC / "localization_cues-sec.pickle.gz"), "--gt", str(VOC / "SegmentationClassAug"),
-        "--list", str(VOC / "lists" / "input_list.txt"), "--limit", "300", "--quiet"])
+        "--input-list", str(VOC / "lists" / "input_list.txt"), "--limit", "300", "--quiet"])
     cues = summaries["cues"]
     # SEC keeps the 10 % least salient cells as background; its cells carry one class each
     assert cues["per_class"][0]["density"] == pytest.approx(10.0, abs=1.0)

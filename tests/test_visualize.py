@@ -58,8 +58,9 @@ def test_tool_writes_panels_of_the_right_size(tmp_path):
     size = 64
     args = ["--ids", str(tmp_path / "ids.txt"), "--images", str(tmp_path / "img"), "--gt", str(tmp_path / "gt"),
             "--pred", str(tmp_path / "pred"), "--cues", str(tmp_path / "cues.pickle"),
-            "--list", str(tmp_path / "input_list.txt"), "--cue-size", "5", "--seed-dir", str(tmp_path / "seeds"),
-            "--panel-size", str(size), "--out", str(tmp_path / "panels"), "--grid", str(tmp_path / "grid.png")]
+            "--input-list", str(tmp_path / "input_list.txt"), "--cue-size", "5",
+            "--grown-seeds", str(tmp_path / "seeds"), "--panel-size", str(size), "--out", str(tmp_path / "panels"),
+            "--grid", str(tmp_path / "grid.png")]
     visualize_tool.main(args)
     with Image.open(tmp_path / "panels" / "a.png") as panel:
         # five panels (image, ground truth, prediction, cues, grown seeds), 2-pixel gaps, legend below

@@ -22,23 +22,23 @@ from tqdm import tqdm
 
 import krahenbuhl2013
 from krahenbuhl2013.testing import natural_scene, probabilities, random_scene, reference_crf
-from dsrg.cli import run_main
+from dsrg.cli import add_hidden_aliases, run_main
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per implementation (best is kept)")
     parser.add_argument("--threads", type=int, default=2, help="threads for our implementation (default 2)")
-    parser.add_argument("--batch", type=int, default=20, help="images in case (a) (default 20)")
+    parser.add_argument("--batch-size", type=int, default=20, help="images in case (a) (default 20)")
     parser.add_argument("--iterations", type=int, default=10, help="mean-field iterations (default 10)")
     parser.add_argument("--inputs", choices=["natural", "random", "both"], default="both",
                         help="which synthetic inputs to time (default both)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs")
-    parser.add_argument("--json", dest="json_path", default=None,
-                        help="also write the results to this JSON file (atomically)")
+    parser.add_argument("--out", help="also write the results to this JSON file (atomically)")
+    add_hidden_aliases(parser, {"--batch": "--batch-size", "--json": "--out"})
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.threads < 1 or args.batch < 1 or args.iterations < 0:
-        parser.error("--repeats, --threads and --batch must be >= 1 and --iterations >= 0")
+    if args.repeats < 1 or args.threads < 1 or args.batch_size < 1 or args.iterations < 0:
+        parser.error("--repeats, --threads and --batch-size must be >= 1 and --iterations >= 0")
     return args
 
 
@@ -104,7 +104,7 @@ def main(argv=None):
     args = parse_args(argv)
     kinds = ["natural", "random"] if args.inputs == "both" else [args.inputs]
     rng = np.random.default_rng(args.seed)
-    cases = [make_case(name, kind, rng, args.batch) for kind in kinds for name in ("a", "b")]
+    cases = [make_case(name, kind, rng, args.batch_size) for kind in kinds for name in ("a", "b")]
     rows = []
     with tqdm(total=len(cases) * 3 * args.repeats, desc="timing", file=sys.stderr) as progress:
         for label, images, unaries, scale in cases:
@@ -112,10 +112,10 @@ def main(argv=None):
     print(f"dense CRF, {args.iterations} iterations, best of {args.repeats}, os.cpu_count() = {os.cpu_count()}, "
           f"AVX2 kernels: {'yes' if krahenbuhl2013._native.cpu_has_avx2() else 'no'}")
     print(format_table(rows, args.threads))
-    if args.json_path:
+    if args.out:
         from dsrg.fileio import atomic_write_json
 
-        atomic_write_json(args.json_path, {"iterations": args.iterations, "repeats": args.repeats,
+        atomic_write_json(args.out, {"iterations": args.iterations, "repeats": args.repeats,
                                            "threads": args.threads, "rows": rows})
     return 0
 

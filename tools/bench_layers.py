@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from dsrg import crf, losses
-from dsrg.cli import run_main
+from dsrg.cli import add_hidden_aliases, run_main
 from dsrg.cues import annotation_batch, load_cues
 from dsrg.fileio import read_label_png
 from dsrg.seeds import read_indexed_list
@@ -44,8 +44,8 @@ TH1, TH2 = 0.99, 0.85
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=20, help="images per batch N (default 20)")
-    parser.add_argument("--classes", type=int, default=21, help="classes C (default 21)")
+    parser.add_argument("--batch-size", type=int, default=20, help="images per batch N (default 20)")
+    parser.add_argument("--num-classes", type=int, default=21, help="classes C (default 21)")
     parser.add_argument("--size", type=int, default=41, help="score map side h = w (default 41)")
     parser.add_argument("--image-size", type=int, default=321, help="input image side (default 321)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of our layers (median reported)")
@@ -55,7 +55,13 @@ def parse_args(argv):
     parser.add_argument("--synthetic", action="store_true", help="use synthetic inputs even if the VOC data exists")
     parser.add_argument("--no-caffe", action="store_true", help="skip the timings through Caffe")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    add_hidden_aliases(parser, {"--batch": "--batch-size", "--classes": "--num-classes"})
+    args = parser.parse_args(argv)
+    if min(args.batch_size, args.size, args.image_size, args.repeats, args.reference_repeats) < 1 \
+            or args.num_classes < 2:
+        parser.error("--batch-size, --size, --image-size, --repeats and --reference-repeats must be >= 1 and "
+                     "--num-classes >= 2")
+    return args
 
 
 # ---- inputs ---------------------------------------------------------------------------------------
@@ -88,30 +94,30 @@ def _image_from_layout(layout, image_size, rng):
 def voc_inputs(args, rng):
     cue_path = args.voc_dir / "localization_cues-sec.pickle.gz"
     mapping = load_cues(cue_path)
-    chosen = read_indexed_list(args.voc_dir / "lists" / "input_list.txt")[:args.batch]
-    labels, cues = annotation_batch(mapping, [index for _, index in chosen], args.classes, args.size,
+    chosen = read_indexed_list(args.voc_dir / "lists" / "input_list.txt")[:args.batch_size]
+    labels, cues = annotation_batch(mapping, [index for _, index in chosen], args.num_classes, args.size,
                                     str(cue_path))
-    scores = np.empty((args.batch, args.classes, args.size, args.size))
-    images = np.empty((args.batch, 3, args.image_size, args.image_size))
+    scores = np.empty((args.batch_size, args.num_classes, args.size, args.size))
+    images = np.empty((args.batch_size, 3, args.image_size, args.image_size))
     for position, (name, _) in enumerate(chosen):
         layout = read_label_png(args.voc_dir / "SegmentationClassAug" / f"{name}.png").astype(np.int64)
         layout[layout == 255] = 0
         present = labels[position, 0, 0] > 0.5
-        scores[position] = _scores_from_layout(layout, present, args.classes, args.size, rng)
+        scores[position] = _scores_from_layout(layout, present, args.num_classes, args.size, rng)
         images[position] = _image_from_layout(layout, args.image_size, rng)
     source = "real SEC cues + SegmentationClassAug layouts"
     return source, labels, cues, scores.astype(np.float32), images.astype(np.float32)
 
 
 def synthetic_inputs(args, rng):
-    labels = np.zeros((args.batch, 1, 1, args.classes), dtype=np.float32)
+    labels = np.zeros((args.batch_size, 1, 1, args.num_classes), dtype=np.float32)
     labels[..., 0] = 1
-    cues = np.zeros((args.batch, args.classes, args.size, args.size), dtype=np.float32)
+    cues = np.zeros((args.batch_size, args.num_classes, args.size, args.size), dtype=np.float32)
     scores = np.empty(cues.shape)
-    images = np.empty((args.batch, 3, args.image_size, args.image_size))
+    images = np.empty((args.batch_size, 3, args.image_size, args.image_size))
     yy, xx = np.mgrid[:args.size, :args.size]
-    for position in range(args.batch):
-        classes = rng.choice(np.arange(1, args.classes), size=rng.integers(1, 3), replace=False)
+    for position in range(args.batch_size):
+        classes = rng.choice(np.arange(1, args.num_classes), size=rng.integers(1, 3), replace=False)
         labels[position, 0, 0, classes] = 1
         layout = np.zeros((args.size, args.size), dtype=np.int64)
         for label in classes:
@@ -122,7 +128,7 @@ def synthetic_inputs(args, rng):
             cues[position, label, core] = 1
         cues[position, 0, :2] = cues[position, 0, -2:] = 1
         present = labels[position, 0, 0] > 0.5
-        scores[position] = _scores_from_layout(layout, present, args.classes, args.size, rng)
+        scores[position] = _scores_from_layout(layout, present, args.num_classes, args.size, rng)
         images[position] = _image_from_layout(layout, args.image_size, rng)
     return "synthetic blobs", labels, cues, scores.astype(np.float32), images.astype(np.float32)
 
@@ -276,7 +282,7 @@ def main(argv=None):
         print("krahenbuhl2013 is not installed: build it with `.venv/bin/pip install --no-build-isolation ./CRF`",
               file=sys.stderr)
         return 1
-    print(f"inputs: {source}; batch {args.batch}×{args.classes}×{args.size}×{args.size}, images "
+    print(f"inputs: {source}; batch {args.batch_size}×{args.num_classes}×{args.size}×{args.size}, images "
           f"{args.image_size}×{args.image_size}; CRF: {backend}; {os.cpu_count()} CPUs; "
           f"medians of {args.repeats} runs (references: {args.reference_repeats})")
     rows, same, growth = core_timings(args, labels, cues, scores, images)

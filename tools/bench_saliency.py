@@ -16,7 +16,7 @@ SEC's rule), which compares methods at the same coverage. Times: wall clock and 
 of compute_saliency per photo (the CPU time is the one-core cost when other jobs share the machine). --sec-cues adds the background row of an official cue file
 (SEC's, for example) on the same photos; --input-list maps ids to its indices.
 
-    python tools/bench_saliency.py --image-dir $VOC/JPEGImages --gt $VOC/SegmentationClassAug \
+    python tools/bench_saliency.py --images $VOC/JPEGImages --gt $VOC/SegmentationClassAug \
         --ids $VOC/lists/train_aug_photos_id.txt --limit 300 \
         --sec-cues $VOC/localization_cues-sec.pickle.gz --input-list $VOC/lists/input_list.txt \
         --out saliency_bench.json --markdown saliency_bench.md
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import run_main
+from dsrg.cli import add_hidden_aliases, add_no_progress, run_main
 from dsrg.cues import load_cues
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_write_json, atomic_write_text, read_rgb
@@ -42,7 +42,7 @@ from dsrg.voc import NUM_CLASSES
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image-dir", required=True, help="folder of <id><ext> photos")
+    parser.add_argument("--images", required=True, help="folder of <id><image-ext> photos")
     parser.add_argument("--gt", required=True, help="folder of ground-truth label PNGs <id>.png (255 = ignore)")
     parser.add_argument("--ids", required=True, help="image list (ids or '<id>.jpg <index>' lines)")
     parser.add_argument("--limit", type=int, help="only the first N ids")
@@ -52,15 +52,17 @@ def parse_args(argv):
                         help=f"comma-separated background thresholds (default {DEFAULT_BACKGROUND_THRESHOLD})")
     parser.add_argument("--lowest", default="0.1",
                         help="comma-separated shares of least salient cells per image (default 0.1, SEC's rule)")
-    parser.add_argument("--grid", type=int, default=41, help="cue grid side (default 41)")
+    parser.add_argument("--cue-size", type=int, default=41, help="cue grid side (default 41)")
     parser.add_argument("--max-side", type=int, default=WORK_MAX_SIDE, help="working size (default %(default)s)")
-    parser.add_argument("--ext", default=".jpg", help="photo file extension (default .jpg)")
+    parser.add_argument("--image-ext", default=".jpg", help="photo file extension (default .jpg)")
     parser.add_argument("--num-classes", type=int, default=NUM_CLASSES, help="classes incl. background")
     parser.add_argument("--sec-cues", help="official cue file to compare with (its background row)")
     parser.add_argument("--input-list", help="'<id>.jpg <index>' list keying --sec-cues (required with it)")
     parser.add_argument("--out", help="JSON summary (atomic)")
     parser.add_argument("--markdown", help="markdown table (atomic)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_no_progress(parser)
+    add_hidden_aliases(parser, {"--image-dir": "--images", "--ext": "--image-ext", "--grid": "--cue-size",
+                                "--quiet": "--no-progress"})
     args = parser.parse_args(argv)
     args.methods = [name.strip() for name in args.methods.split(",") if name.strip()]
     unknown = [name for name in args.methods if name not in SALIENCY_METHODS]
@@ -105,15 +107,15 @@ def measure(args, ids):
     qualities = {(method, rule): SeedQuality(args.num_classes) for method in args.methods for rule, _ in rules}
     seconds = {method: [] for method in args.methods}
     cpu_seconds = {method: [] for method in args.methods}
-    for image_id in progress(ids, desc="saliency bench", unit="img", disable=args.quiet):
-        rgb = read_rgb(Path(args.image_dir) / f"{image_id}{args.ext}")
-        gt_grid = sample_labels_on_grid(read_label_map(Path(args.gt) / f"{image_id}.png"), args.grid, args.grid)
+    for image_id in progress(ids, desc="saliency bench", unit="img", disable=args.no_progress):
+        rgb = read_rgb(Path(args.images) / f"{image_id}{args.image_ext}")
+        gt_grid = sample_labels_on_grid(read_label_map(Path(args.gt) / f"{image_id}.png"), args.cue_size, args.cue_size)
         for method in args.methods:
             started, cpu_started = time.perf_counter(), time.process_time()
             saliency = compute_saliency(rgb, method, max_side=args.max_side)
             seconds[method].append(time.perf_counter() - started)
             cpu_seconds[method].append(time.process_time() - cpu_started)
-            grid = saliency_on_grid(saliency_levels(saliency) / 255.0, args.grid)  # as stored by make_saliency
+            grid = saliency_on_grid(saliency_levels(saliency) / 255.0, args.cue_size)  # as stored by make_saliency
             for rule, (kind, value) in rules:
                 cells = lowest_cells(grid, value) if kind == "lowest" else background_cells(grid, value)
                 qualities[method, rule].add(background_seeds(cells, args.num_classes), gt_grid, source=image_id)
@@ -135,8 +137,8 @@ def measure_cue_file(args, ids):
     mapping = load_cues(args.sec_cues)
     quality = SeedQuality(args.num_classes)
     for image_id in ids:
-        seeds = cue_seed_masks(mapping, index_of[image_id], args.num_classes, args.grid, source=args.sec_cues)
-        gt_grid = sample_labels_on_grid(read_label_map(Path(args.gt) / f"{image_id}.png"), args.grid, args.grid)
+        seeds = cue_seed_masks(mapping, index_of[image_id], args.num_classes, args.cue_size, source=args.sec_cues)
+        gt_grid = sample_labels_on_grid(read_label_map(Path(args.gt) / f"{image_id}.png"), args.cue_size, args.cue_size)
         quality.add(seeds, gt_grid, source=f"{args.sec_cues} / {image_id}")
     return {"method": "cue file", "rule": Path(args.sec_cues).name, **background_row(quality)}
 
@@ -159,10 +161,10 @@ def main(argv=None):
     rows = measure(args, ids)
     if args.sec_cues:
         rows.append(measure_cue_file(args, ids))
-    table = format_markdown(rows, args.grid)
+    table = format_markdown(rows, args.cue_size)
     print(table, end="")
     if args.out:
-        atomic_write_json(args.out, {"rows": rows, "ids": str(args.ids), "images": len(ids), "grid": args.grid,
+        atomic_write_json(args.out, {"rows": rows, "ids": str(args.ids), "images": len(ids), "grid": args.cue_size,
                                      "max_side": args.max_side, "gt": str(args.gt)})
     if args.markdown:
         atomic_write_text(args.markdown, table)

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.datacheck import REPORT_FORMAT, DataLayout, check_dataset, fingerprint
 from dsrg.fileio import atomic_write_json
 from dsrg.progress import progress as show_progress
@@ -52,7 +52,7 @@ def parse_args(argv):
     parser.add_argument("--force", action="store_true", help="check even when --out records a pass on the same inputs")
     parser.add_argument("--show", type=int, default=20, help="problems printed (default 20; all are in --out)")
     parser.add_argument("--jobs", type=int, help="decoding threads (default: the number of CPUs)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    add_no_progress(parser)
     args = parser.parse_args(argv)
     for option, value in (("--cue-size", args.cue_size), ("--jobs", args.jobs)):
         if value is not None and value < 1:

@@ -35,7 +35,10 @@ def load_columns(specs):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{tool_name()}: evaluation not found: {path} (column {name!r})")
-        summary = json.loads(path.read_text())
+        try:
+            summary = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{tool_name()}: {path} is not a tools/evaluate.py summary ({error})") from None
         for key in ("miou", "per_class"):
             if key not in summary:
                 raise ValueError(f"{tool_name()}: {path} is not a tools/evaluate.py summary (no {key!r})")

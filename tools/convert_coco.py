@@ -5,13 +5,13 @@ One call converts one split (the JSON's images); run it once for train2014 and o
 into the same --out folder:
 
     python tools/convert_coco.py --annotations COCO/annotations/instances_train2014.json \\
-        --image-dir COCO/train2014 --out data/coco
+        --images COCO/train2014 --out data/coco
     python tools/convert_coco.py --annotations COCO/annotations/instances_val2014.json \\
-        --image-dir COCO/val2014 --out data/coco
+        --images COCO/val2014 --out data/coco
 
 Output in --out (SPLIT: --split, by default the JSON's name without "instances_", e.g. train2014):
 
-    JPEGImages/<name>.jpg             links to the images in --image-dir (--copy: copies)
+    JPEGImages/<name>.jpg             links to the images in --images (--copy: copies)
     SegmentationClass/<name>.png      label maps: 0 background, 1..80 the COCO categories, 255 crowd
     classes.txt                       the 81 class names, background first
     lists/SPLIT_id.txt                the image ids (<name>: the file name without .jpg)
@@ -23,7 +23,7 @@ Output in --out (SPLIT: --split, by default the JSON's name without "instances_"
 Classes, crowd and overlap rules: training/dsrg/coco.py. Masks are decoded with pycocotools
 (polygons, uncompressed and compressed RLE); a polygon of fewer than three points has no area and
 is skipped. Before anything is written the whole JSON is checked: a category id that is not one
-of the 80, a malformed record, an image file missing from --image-dir or of another size than
+of the 80, a malformed record, an image file missing from --images or of another size than
 the JSON gives (its header is read) stops the tool with an error naming them. Every file is
 written atomically; a rerun skips images whose label map and image link exist, and refuses an
 --out that the same split was converted into from another JSON, image folder or --overlap rule.
@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_hidden_aliases, add_no_progress, run_main, tool_name
 from dsrg.coco import (CLASS_OF_CATEGORY, OVERLAP_RULES, CocoFormatError, Instance, class_names_text,
                        compose_label_map, image_labels, index_annotations)
 from dsrg.fileio import atomic_save_label_png, atomic_write_json, atomic_write_text, current_umask
@@ -55,14 +55,15 @@ MISSING_SHOWN = 10
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotations", required=True, help="COCO instances JSON (instances_train2014.json ...)")
-    parser.add_argument("--image-dir", required=True, help="folder of the JSON's image files (train2014/ ...)")
+    parser.add_argument("--images", required=True, help="folder of the JSON's image files (train2014/ ...)")
     parser.add_argument("--out", required=True, help="output data set root (PASCAL_DIR for run.sh)")
     parser.add_argument("--split", help="name of the lists (default: the JSON's name without 'instances_')")
     parser.add_argument("--overlap", choices=OVERLAP_RULES, default="smaller-on-top",
                         help="which of two overlapping instances labels a pixel (default smaller-on-top)")
     parser.add_argument("--copy", action="store_true", help="copy the images into JPEGImages/ instead of linking")
     parser.add_argument("--limit", type=int, help="only the first N images of the JSON")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    add_no_progress(parser)
+    add_hidden_aliases(parser, {"--image-dir": "--images"})
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be positive, got {args.limit}")
@@ -158,7 +159,7 @@ def settings_record(args):
     annotations = Path(args.annotations).resolve()
     stat = annotations.stat()
     return {"annotations": str(annotations), "annotations_bytes": stat.st_size,
-            "annotations_mtime_ns": stat.st_mtime_ns, "image_dir": str(Path(args.image_dir).resolve()),
+            "annotations_mtime_ns": stat.st_mtime_ns, "image_dir": str(Path(args.images).resolve()),
             "overlap": args.overlap}
 
 
@@ -175,9 +176,9 @@ def check_previous(record_path, settings):
 def main(argv=None):
     args = parse_args(argv)
     source = args.annotations
-    image_dir, out = Path(args.image_dir), Path(args.out)
+    image_dir, out = Path(args.images), Path(args.out)
     if not image_dir.is_dir():
-        raise FileNotFoundError(f"--image-dir {image_dir} is not a folder")
+        raise FileNotFoundError(f"--images {image_dir} is not a folder")
     with open(source, encoding="utf-8") as handle:
         dataset = json.load(handle)
     images, by_image = index_annotations(dataset, source)

@@ -5,7 +5,7 @@ The stage-1 training prototxt is run forward in the TEST phase (no dropout) with
 made deterministic (ImageData shuffle off, AnnotationLayer mirror off) and cut down to the layers
 the DSRGLayer's top depends on. For each image of the ImageData source list the DSRG top (the grown
 cues, C×h×w 0/1) is written to OUT/<id>.npy as uint8 — the format tools/seed_quality.py reads with
---seed-dir — so the grown seeds can be compared with the raw cues against ground truth.
+--grown-seeds — so the grown seeds can be compared with the raw cues against ground truth.
 
 Example:
   python tools/dump_grown_seeds.py --net runs/demo/prototxt/stage1_train.prototxt \\
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_text
 from dsrg.progress import progress
-from pylayers.netio import caffe_protos, load_net
+from pylayers.netio import load_net, read_net_prototxt
 
 DSRG_LAYER = "DSRGLayer"
 
@@ -38,7 +38,7 @@ def parse_args(argv):
                                          "plain training list when stage 1 trains on a class-balanced one)")
     parser.add_argument("--limit", type=int, help="only the first N images of the list")
     parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    add_no_progress(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be positive, got {args.batch_size}")
@@ -98,10 +98,9 @@ def main(argv=None):
     args = parse_args(argv)
     from google.protobuf import text_format
 
+    net_param = read_net_prototxt(args.net)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    net_param = caffe_protos().NetParameter()
-    text_format.Merge(Path(args.net).read_text(), net_param)
     reduced, seeds_top, data_layer = seed_dump_net(net_param, args.batch_size, args.source)
     image_ids = read_source_ids(data_layer)
     if args.limit is not None:

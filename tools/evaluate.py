@@ -3,40 +3,48 @@ r"""Score predicted label maps against ground truth: mIoU, per-class IoU, pixel 
 
 The confusion matrix is accumulated over the whole list before any ratio is taken (the standard VOC
 protocol). Ground-truth pixels labelled 255 are ignored. Predictions and ground truth are label PNGs
-named <id>.png. The original DSRG flags (--pred --gt --test_ids --save_path --class_num) work.
+named <id>.png. The original DSRG script's flag spellings are accepted too.
 
-    python tools/evaluate.py --pred out/pred --gt VOC/SegmentationClassAug --test_ids val_id.txt \
-        --save_path out/eval.json --class_num 21
+    python tools/evaluate.py --pred out/pred --gt VOC/SegmentationClassAug --ids val_id.txt \
+        --out out/eval.json --num-classes 21
 
-The JSON summary is written atomically to --save_path; the last printed line is "mIoU: <percent>".
+The JSON summary is written atomically to --out; the last printed line is "mIoU: <percent>".
 """
 import argparse
 import sys
 from pathlib import Path
 
 
-from dsrg.cli import run_main
+from dsrg.cli import add_hidden_aliases, add_no_progress, run_main
 from dsrg.evaluation import MIOU_MODES, ConfusionMatrix, format_table, read_class_names, read_image_ids
 from dsrg.fileio import atomic_write_json, read_label_png
 from dsrg.progress import progress as show_progress
 from dsrg.voc import CLASS_NAMES, NUM_CLASSES
 
 
+# The original DSRG evaluation script's flags.
+RELEASE_SPELLINGS = {"--pred_path": "--pred", "--gt_path": "--gt", "--test_ids": "--ids", "--save_path": "--out",
+                     "--class_num": "--num-classes"}
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pred", "--pred_path", dest="pred", required=True, help="folder of predicted <id>.png")
-    parser.add_argument("--gt", "--gt_path", dest="gt", required=True, help="folder of ground-truth <id>.png")
-    parser.add_argument("--test_ids", "--ids", dest="test_ids", required=True,
+    parser.add_argument("--pred", required=True, help="folder of predicted <id>.png")
+    parser.add_argument("--gt", required=True, help="folder of ground-truth <id>.png")
+    parser.add_argument("--ids", required=True,
                         help="image list (ids, '<id>.jpg <index>' or '/JPEGImages/<id>.jpg ...' lines)")
-    parser.add_argument("--save_path", "--out", dest="save_path", help="JSON summary to write (atomic)")
-    parser.add_argument("--class_num", "--num-classes", dest="class_num", type=int, default=None,
+    parser.add_argument("--out", help="JSON summary to write (atomic)")
+    parser.add_argument("--num-classes", type=int, default=None,
                         help=f"number of classes incl. background (default: from --classes, else {NUM_CLASSES})")
     parser.add_argument("--classes", help="file with one class name per line, background first "
                                           "(default: the VOC names)")
     parser.add_argument("--miou-mode", choices=MIOU_MODES, default="standard",
                         help="standard: mean IoU over all classes present in GT or prediction (default); "
                              "nonzero: the original DSRG script's mean over classes with non-zero hits")
-    parser.add_argument("--quiet", action="store_true", help="print only the summary lines, not the table")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only the summary lines, not the table (and no progress)")
+    add_no_progress(parser)
+    add_hidden_aliases(parser, RELEASE_SPELLINGS)
     return parser.parse_args(argv)
 
 
@@ -62,17 +70,17 @@ def evaluate(pred_dir, gt_dir, ids, num_classes, progress=True):
 def main(argv=None):
     args = parse_args(argv)
     class_names = read_class_names(args.classes) if args.classes else None
-    num_classes = args.class_num or (len(class_names) if class_names else NUM_CLASSES)
+    num_classes = args.num_classes or (len(class_names) if class_names else NUM_CLASSES)
     if class_names is not None and len(class_names) != num_classes:
-        raise SystemExit(f"{args.classes}: {len(class_names)} class names, but --class_num is {num_classes}")
+        raise ValueError(f"{args.classes}: {len(class_names)} class names, but --num-classes is {num_classes}")
     if class_names is None and num_classes <= len(CLASS_NAMES):
         class_names = CLASS_NAMES[:num_classes]
-    ids = read_image_ids(args.test_ids)
-    matrix = evaluate(args.pred, args.gt, ids, num_classes, progress=not args.quiet)
+    ids = read_image_ids(args.ids)
+    matrix = evaluate(args.pred, args.gt, ids, num_classes, progress=not (args.quiet or args.no_progress))
     summary = matrix.summary(class_names, miou_mode=args.miou_mode)
-    summary.update(images=len(ids), pred=str(args.pred), gt=str(args.gt), test_ids=str(args.test_ids))
-    if args.save_path:
-        atomic_write_json(args.save_path, summary)
+    summary.update(images=len(ids), pred=str(args.pred), gt=str(args.gt), test_ids=str(args.ids))
+    if args.out:
+        atomic_write_json(args.out, summary)
     table = format_table(summary)
     print(table if not args.quiet else "\n".join(table.splitlines()[-4:]))
     return summary

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from dsrg.cam import class_heatmaps
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import preprocess
@@ -45,7 +45,7 @@ def parse_args(argv):
     parser.add_argument("--classifier", default="fc8_CAM", help="bias-free classifier layer (default fc8_CAM)")
     parser.add_argument("--limit", type=int, help="only the first LIMIT ids")
     parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    add_no_progress(parser)
     return parser.parse_args(argv)
 
 

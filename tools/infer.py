@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import FUSE_MODES, SCALE_MODES, predict
@@ -78,7 +78,7 @@ def parse_args(argv):
                         help="BGR mean subtracted from the input (default the VGG16 mean)")
     parser.add_argument("--limit", type=int, help="only the first N images of the list")
     parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    add_no_progress(parser)
     args = parser.parse_args(argv)
     if args.scales is None:
         args.scales = parse_scales(DEFAULT_SCALES[args.scale_mode])

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cam import FOREGROUND_RULES, FOREGROUND_THRESHOLD, foreground_masks, heatmaps_on_grid
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.cuegen import cue_entry, cue_label_map
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_write_json
@@ -61,7 +61,7 @@ def parse_args(argv):
                         help=f"background: saliency < this (default {DEFAULT_BACKGROUND_THRESHOLD}, DSRG)")
     parser.add_argument("--limit", type=int, help="only the first LIMIT images of the list")
     parser.add_argument("--force", action="store_true", help="rewrite even when OUT is up to date")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    add_no_progress(parser)
     args = parser.parse_args(argv)
     if args.cue_size < 2 or args.num_classes < 2:
         parser.error("need --cue-size >= 2 and --num-classes >= 2")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_save_label_png, atomic_write_bytes, atomic_write_json, atomic_write_text
 from dsrg.imagelabels import write_image_labels
@@ -46,7 +46,8 @@ def parse_args(argv):
                         help="cue grid side (default 21: the demo net's score map for a 161-pixel input)")
     parser.add_argument("--no-cues", action="store_true",
                         help="do not write the generator's cue file (the images and labels stay identical)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="print less: no progress and no cue-quality table")
+    add_no_progress(parser)
     args = parser.parse_args(argv)
     if args.train < 1 or args.val < 0 or args.size < 32 or args.cue_size < 2:
         parser.error("need --train >= 1, --val >= 0, --size >= 32 and --cue-size >= 2")
@@ -73,7 +74,7 @@ def main(argv=None):
         raise SystemExit(f"{tool_name()}: error: {out} holds a data set made with "
                          f"{ {key: existing.get(key) for key in settings} }, not {settings}; use another --out")
 
-    progress = None if args.quiet else show_progress
+    progress = None if args.quiet or args.no_progress else show_progress
     num_classes = len(CLASS_NAMES)
     cue_mapping, quality = {}, SeedQuality(num_classes)
     ids = {"train": [], "val": []}

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import read_label_png
 from dsrg.imagelabels import labels_from_label_map, write_image_labels
@@ -29,7 +29,7 @@ def parse_args(argv):
     parser.add_argument("--out", required=True, help="label file to write")
     parser.add_argument("--num-classes", type=int, default=NUM_CLASSES, help=f"classes (default {NUM_CLASSES})")
     parser.add_argument("--force", action="store_true", help="rewrite even when OUT is newer than --ids")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    add_no_progress(parser)
     return parser.parse_args(argv)
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from dsrg import netedit, resnet
 from dsrg.cli import run_main, tool_name
 from dsrg.fileio import atomic_write_bytes, atomic_write_text
-from pylayers.netio import caffe_protos, import_caffe
+from pylayers.netio import caffe_protos, check_layer_modules, import_caffe
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "experiment" / "voc12-vgg16"
@@ -228,6 +228,7 @@ def write_random_weights(net_path, out, seed=0):
     """A random caffemodel in DeepLab's init.caffemodel layout (trunk layers only) for the net `net_path`."""
     import numpy as np
 
+    check_layer_modules(net_path)
     caffe = import_caffe()
     caffe.set_random_seed(seed)
     net = caffe.Net(str(net_path), caffe.TEST)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_image, atomic_save_label_png, atomic_write_text, read_label_png
 from dsrg.progress import progress
@@ -36,6 +36,7 @@ def parse_args(argv):
     parser.add_argument("--image-ext", default=".jpg", help="image file extension (default .jpg)")
     parser.add_argument("--warp", type=int, metavar="SIZE", help="warp every pair to SIZE×SIZE first")
     parser.add_argument("--warp-dir", help="folder for the warped pairs (images/, labels/); required with --warp")
+    add_no_progress(parser)
     args = parser.parse_args(argv)
     if args.warp is not None and (args.warp < 1 or not args.warp_dir):
         parser.error("--warp needs a positive SIZE and --warp-dir")
@@ -69,7 +70,7 @@ def main(argv=None):
     if args.warp is not None:
         warp_dir = Path(args.warp_dir).resolve()
         pairs = [warp_pair(image, label, args.warp, warp_dir)
-                 for image, label in progress(pairs, desc="warp", unit="img")]
+                 for image, label in progress(pairs, desc="warp", unit="img", disable=args.no_progress)]
     for image, label in pairs:
         lines.append(f"{os.path.relpath(image, root)} {os.path.relpath(label, root)}")
     if any(" " in line.split(" ", 1)[1] or len(line.split()) != 2 for line in lines):

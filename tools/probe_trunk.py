@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.evaluation import read_image_ids, resolve_class_names
 from dsrg.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, read_rgb
 from dsrg.inference import preprocess
@@ -80,7 +80,7 @@ def parse_args(argv):
     parser.add_argument("--out", required=True, help="JSON with every figure")
     parser.add_argument("--markdown", help="the summary table as Markdown")
     parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
-    parser.add_argument("--no-progress", action="store_true")
+    add_no_progress(parser)
     args = parser.parse_args(argv)
     if not args.trunk and not args.random_trunk:
         parser.error("give at least one --trunk NAME=WEIGHTS or --random-trunk")

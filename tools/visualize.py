@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dsrg.cli import run_main, tool_name
+from dsrg.cli import add_hidden_aliases, add_no_progress, run_main, tool_name
 from dsrg.cues import load_cues
 from dsrg.evaluation import read_class_names, read_image_ids, resolve_class_names
 from dsrg.fileio import atomic_save_image, read_label_png
@@ -37,27 +37,30 @@ def parse_args(argv):
     parser.add_argument("--image-ext", default=".jpg", help="image file suffix (default .jpg)")
     parser.add_argument("--gt", help="folder of ground-truth label PNGs")
     parser.add_argument("--pred", help="folder of predicted label PNGs")
-    parser.add_argument("--cues", help="official cue file; needs --list for the image indices")
-    parser.add_argument("--list", "--input-list", dest="list",
+    parser.add_argument("--cues", help="official cue file; needs --input-list for the image indices")
+    parser.add_argument("--input-list",
                         help="input_list.txt ('<id>.jpg <index>') that indexes the cue file")
     parser.add_argument("--cue-size", type=int, default=41, help="cue grid side (default 41)")
-    parser.add_argument("--seed-dir", "--grown-seeds", dest="seed_dir",
+    parser.add_argument("--grown-seeds",
                         help="folder of grown seeds <id>.npy (C×h×w or h×w) or <id>.png")
     parser.add_argument("--classes", help="file with one class name per line, background first")
-    parser.add_argument("--class_num", "--num-classes", dest="class_num", type=int, default=None,
+    parser.add_argument("--num-classes", type=int, default=None,
                         help=f"classes incl. background (default: from --classes, else {NUM_CLASSES})")
     parser.add_argument("--limit", type=int, default=None, help="only the first N ids")
     parser.add_argument("--panel-size", type=int, default=200, help="side of each panel in pixels (default 200)")
     parser.add_argument("--out", help="folder for one PNG per id")
     parser.add_argument("--grid", help="one PNG with all rows stacked")
     parser.add_argument("--force", action="store_true", help="redraw per-id PNGs that already exist")
+    add_no_progress(parser)
+    add_hidden_aliases(parser, {"--list": "--input-list", "--seed-dir": "--grown-seeds",
+                                "--class_num": "--num-classes"})
     args = parser.parse_args(argv)
     if not args.ids and not args.id:
         parser.error("give --ids and/or --id")
     if not args.out and not args.grid:
         parser.error("give --out and/or --grid")
-    if args.cues and not args.list:
-        parser.error("--cues needs --list (the input_list that maps image ids to cue indices)")
+    if args.cues and not args.input_list:
+        parser.error("--cues needs --input-list (the input_list that maps image ids to cue indices)")
     if not (args.images or args.gt or args.pred):
         parser.error("give at least one of --images, --gt, --pred")
     return args
@@ -94,8 +97,8 @@ def image_panels(image_name, args, num_classes, cue_mapping, cue_index):
             seeds = seeds_to_label_map(cue_seed_masks(cue_mapping, cue_index, num_classes, args.cue_size, args.cues))
             panels.append(("cues", draw_cues(image, seeds), False))
             shown |= set(np.unique(seeds).tolist())
-    if args.seed_dir:
-        seeds = seeds_to_label_map(load_seed_map(find_seed_file(args.seed_dir, image_name), num_classes))
+    if args.grown_seeds:
+        seeds = seeds_to_label_map(load_seed_map(find_seed_file(args.grown_seeds, image_name), num_classes))
         panels.append(("grown seeds", draw_grown_seeds(image, seeds), False))
         shown |= set(np.unique(seeds).tolist())
     return panels, shown - {IGNORE_LABEL}
@@ -104,15 +107,15 @@ def image_panels(image_name, args, num_classes, cue_mapping, cue_index):
 def main(argv=None):
     args = parse_args(argv)
     class_names = read_class_names(args.classes) if args.classes else None
-    num_classes = args.class_num or (len(class_names) if class_names else NUM_CLASSES)
+    num_classes = args.num_classes or (len(class_names) if class_names else NUM_CLASSES)
     class_names = resolve_class_names(class_names, num_classes)
     ids = (read_image_ids(args.ids) if args.ids else []) + list(args.id)
     ids = ids[:args.limit]
     cue_mapping = load_cues(args.cues) if args.cues else None
-    cue_indices = dict(read_indexed_list(args.list)) if args.cues else {}
+    cue_indices = dict(read_indexed_list(args.input_list)) if args.cues else {}
 
     rows, written = [], 0
-    for image_name in progress(ids, desc="visualize", unit="img"):
+    for image_name in progress(ids, desc="visualize", unit="img", disable=args.no_progress):
         target = Path(args.out) / f"{image_name}.png" if args.out else None
         if not args.grid and target is not None and target.is_file() and not args.force:
             continue

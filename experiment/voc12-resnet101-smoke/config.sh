@@ -6,10 +6,10 @@
 #
 #   EXP=voc12-resnet101-smoke PASCAL_DIR=... INIT_WEIGHTS_SOURCE=deeplab-resnet101 INIT_WEIGHTS_INPUT=... \
 #     RUN_DIR=runs/resnet-smoke bash run.sh
-TEMPLATE=voc12-resnet101
-EDITS=${EDITS:-smoke.edits}
-# shellcheck source=experiment/voc12-resnet101/config.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../voc12-resnet101/config.sh"
+#
+# voc12-resnet101's settings (and so voc12-vgg16's), then these; the environment overrides any of them.
+BASE=voc12-resnet101
+EDITS=smoke.edits
 CUE_SIZE=21
 CUE_FILE_SIZE=41
 TRAIN_IDS_NAME=lists/train_aug_photos_id.txt
@@ -19,8 +19,8 @@ PSEUDO_SCALES=161
 STAGE2_SCALE_MODE=warp
 STAGE2_SCALES=161
 STAGE2_WARP=161
-STAGE1_ITERS=${STAGE1_ITERS:-2}
-STAGE2_ITERS=${STAGE2_ITERS:-2}
-LOG_EVERY=${LOG_EVERY:-1}
-SEEDS_LIMIT=${SEEDS_LIMIT:-4}
+STAGE1_ITERS=2
+STAGE2_ITERS=2
+LOG_EVERY=1
+SEEDS_LIMIT=4
 SEEDS_BATCH=2

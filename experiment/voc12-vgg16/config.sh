@@ -1,5 +1,7 @@
-# Settings of the published PASCAL VOC 2012 / VGG16 experiment, sourced by run.sh (bash).
-# Environment variables of the same name override them.
+# Settings of the published PASCAL VOC 2012 / VGG16 experiment, read by run.sh through
+# tools/resolve_settings.py: NAME=value lines only. An environment variable of the same name overrides
+# any of them; `python3 tools/resolve_settings.py --describe` lists every setting. Other experiments
+# start from these with BASE=voc12-vgg16.
 # $PASCAL_DIR must hold JPEGImages/, SegmentationClassAug/, lists/{input_list,train_aug_id,val_id}.txt
 # and the localization cue file; INIT_WEIGHTS the ImageNet VGG16 .caffemodel (see README).
 DATA_KIND=voc
@@ -16,12 +18,12 @@ CUE_FILE_NAMES="localization_cues-sal.pickle localization_cues-sal.pickle.gz loc
 CLASSES_NAME=
 STAGE1_SCALES=241,321,401
 STAGE2_SCALES=0.75,1,1.25
-STAGE1_ITERS=${STAGE1_ITERS:-}
-STAGE2_ITERS=${STAGE2_ITERS:-}
-LOG_EVERY=${LOG_EVERY:-20}
+STAGE1_ITERS=
+STAGE2_ITERS=
+LOG_EVERY=20
 INIT_WEIGHTS_REQUIRED=1
 # Grown seeds: the first 1464 training images are enough for the figures (empty: all 10582).
-SEEDS_LIMIT=${SEEDS_LIMIT:-1464}
+SEEDS_LIMIT=1464
 SEEDS_BATCH=10
 # `bash run.sh probe`: the trunk's linear probes at the published input size.
-PROBE_SIZE=${PROBE_SIZE:-321}
+PROBE_SIZE=321

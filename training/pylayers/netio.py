@@ -55,9 +55,9 @@ def allowed_layer_modules():
     return set(LAYER_MODULES) | {name.strip() for name in extra.split(",") if name.strip()}
 
 
-def check_layer_modules(net_path):
-    """Refuse a net prototxt whose Python layers name a module outside :func:`allowed_layer_modules`,
-    before Caffe imports it: a ValueError naming the file, the layer and the module."""
+def read_net_prototxt(net_path):
+    """The net prototxt `net_path` as a caffe_pb2.NetParameter; one that does not parse is a ValueError
+    naming the file (Caffe would abort the process instead)."""
     from google.protobuf import text_format
 
     net = caffe_protos().NetParameter()
@@ -65,6 +65,13 @@ def check_layer_modules(net_path):
         text_format.Merge(Path(net_path).read_text(), net)
     except text_format.ParseError as error:
         raise ValueError(f"{net_path}: not a net prototxt ({error})") from None
+    return net
+
+
+def check_layer_modules(net_path):
+    """Refuse a net prototxt whose Python layers name a module outside :func:`allowed_layer_modules`,
+    before Caffe imports it: a ValueError naming the file, the layer and the module."""
+    net = read_net_prototxt(net_path)
     allowed = allowed_layer_modules()
     for layer in list(net.layer) + list(net.layers):
         if layer.HasField("python_param") and layer.python_param.module not in allowed:
