@@ -44,6 +44,7 @@ SHOWN = {
     "make_train_list": {"--input-list", "--ids", "--out", "--num-classes"},
     "probe_trunk": {"--images", "--out", "--num-classes", "--batch-size", "--no-progress"},
     "render_experiment": {"--out"},
+    "resolve_settings": set(),
     "seed_quality": {"--grown-seeds", "--input-list", "--out", "--num-classes", "--cue-size", "--quiet",
                      "--no-progress"},
     "summary": set(),
