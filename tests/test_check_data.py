@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from caffe_helpers import SHARED_VOC12
-from dsrg.cli import tool_name
 from dsrg.cues import save_cues
 from dsrg.datacheck import DataLayout, check_dataset, fingerprint
 from dsrg.evaluation import read_image_ids
@@ -66,9 +65,9 @@ def test_a_good_layout_passes_and_a_rerun_skips_until_an_input_changes(tmp_path,
     args = make_layout(tmp_path / "voc") + ["--out", str(tmp_path / "report.json")]
     assert check_data.main(args) == 0
     output = capsys.readouterr().out
-    assert f"{tool_name()}: note: CRLF line endings in train_ids.txt (read correctly)" in output
+    assert "check_data.py: note: CRLF line endings in train_ids.txt (read correctly)" in output
     assert output.strip().splitlines()[-1].startswith(
-        f"{tool_name()}: OK: 6 images decode completely with matching ground truth (4 training ids, 2 val ids); "
+        "check_data.py: OK: 6 images decode completely with matching ground truth (4 training ids, 2 val ids); "
         "every training id is in the input list (5 entries) with cues in the cue file (5 images)")
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["ok"] and report["problems"] == [] and report["counts"]["images_checked"] == 6
@@ -125,7 +124,7 @@ def test_a_spoiled_layout_lists_every_problem_by_file_and_exits_1(tmp_path, caps
     cue_problems = [problem for name, problem in problems if name == "cues.pickle"]
     assert cue_problems == []            # index 7 (2007_000088) is not a training id: not needed
     assert len(problems) == report["counts"]["problems"] == 11   # 2007_000077 also lacks its files
-    assert errors[-1].startswith(f"{tool_name()}: 11 problems in the data set (7 images checked, ")
+    assert errors[-1].startswith("check_data.py: 11 problems in the data set (7 images checked, ")
     assert errors[-1].endswith(f"all of them in {tmp_path / 'report.json'}")
     assert any(line.startswith(str(tmp_path / "voc" / "JPEGImages" / f"{TRAIN[0]}.jpg") + ": ") for line in errors)
     # A failed report is never a reason to skip; --show limits the lines, not the report.
@@ -188,7 +187,7 @@ def test_real_voc12_photos_pass(tmp_path, capsys):
                             str(SHARED_VOC12 / "localization_cues-sec.pickle.gz"), "--no-progress"])
     output = capsys.readouterr()
     assert code == 0, output.err[-3000:]
-    assert f"{tool_name()}: OK: 200 images" in output.out and "(10582 images)" in output.out
+    assert "check_data.py: OK: 200 images" in output.out and "(10582 images)" in output.out
 
 
 def test_duplicate_ids_and_ids_in_both_splits_are_problems(tmp_path):
