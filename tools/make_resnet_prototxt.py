@@ -40,7 +40,7 @@ from pathlib import Path
 from dsrg import netedit, resnet
 from dsrg.cli import run_main, tool_name
 from dsrg.fileio import atomic_write_bytes, atomic_write_text
-from pylayers.netio import caffe_protos, check_layer_modules, import_caffe
+from pylayers.netio import caffe_protos, import_caffe, load_net
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "experiment" / "voc12-vgg16"
@@ -228,10 +228,8 @@ def write_random_weights(net_path, out, seed=0):
     """A random caffemodel in DeepLab's init.caffemodel layout (trunk layers only) for the net `net_path`."""
     import numpy as np
 
-    check_layer_modules(net_path)
-    caffe = import_caffe()
-    caffe.set_random_seed(seed)
-    net = caffe.Net(str(net_path), caffe.TEST)
+    import_caffe().set_random_seed(seed)
+    net = load_net(net_path, None, None, tool_name())
     trunk = [name for name in net.params if resnet.is_trunk_layer(name)]
     for name in trunk:
         blobs = net.params[name]
