@@ -1,5 +1,5 @@
-"""tools/check_data.py and dsrg.datacheck on a small generated VOC layout (good and spoiled), the list
-readers on CRLF and byte-order-mark files, and the real shared data (skipped when ../shared is absent)."""
+"""tools/check_data.py and dsrg.datacheck on a small generated VOC layout (good and spoiled), and the real
+shared data (skipped when ../shared is absent); the list readers themselves: tests/test_lists.py."""
 import json
 import os
 import subprocess
@@ -12,9 +12,8 @@ from PIL import Image
 from caffe_helpers import SHARED_VOC12
 from dsrg.cues import save_cues
 from dsrg.datacheck import DataLayout, check_dataset, fingerprint
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_label_png
-from dsrg.seeds import read_indexed_list
+from dsrg.lists import read_image_ids
 from caffe_helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,15 +48,6 @@ def make_layout(root):
             "--input-list", str(root / "lists" / "input_list.txt"), "--train-ids", str(root / "lists" / "train_ids.txt"),
             "--val-ids", str(root / "lists" / "val_ids.txt"), "--cues", str(root / "cues.pickle"),
             "--num-classes", "21", "--no-progress"]
-
-
-def test_list_readers_handle_crlf_and_a_byte_order_mark(tmp_path):
-    ids = tmp_path / "ids.txt"
-    ids.write_bytes(b"\xef\xbb\xbf2007_000032\r\n2007_000039\r\n\r\n2007_000063\r\n")
-    assert read_image_ids(ids) == ["2007_000032", "2007_000039", "2007_000063"]
-    listed = tmp_path / "input_list.txt"
-    listed.write_bytes(b"\xef\xbb\xbf2007_000032.jpg 0\r\n2007_000039.jpg 1\r\n")
-    assert read_indexed_list(listed) == [("2007_000032", 0), ("2007_000039", 1)]
 
 
 def test_a_good_layout_passes_and_a_rerun_skips_until_an_input_changes(tmp_path, capsys):
@@ -204,14 +194,6 @@ def test_duplicate_ids_and_ids_in_both_splits_are_problems(tmp_path):
     (root / "lists" / "train_ids.txt").write_text("".join(f"{name}\n" for name in TRAIN))
     problems = [(Path(item["file"]).name, item["problem"]) for item in check_dataset(layout)["problems"]]
     assert problems == [("val_ids.txt", f"1 val id(s) are also training ids (from train_ids.txt): {TRAIN[1]}")]
-
-
-def test_read_image_ids_refuses_repeats_unless_allowed(tmp_path):
-    listed = tmp_path / "val.txt"
-    listed.write_text("a\n\nb\r\na.jpg 3\n")
-    with pytest.raises(ValueError, match=r"val\.txt: image id a is listed twice \(lines 1 and 4\)"):
-        read_image_ids(listed)
-    assert read_image_ids(listed, allow_repeats=True) == ["a", "b", "a"]
 
 
 def run_data_step(root, run_dir):

@@ -30,9 +30,9 @@ from dsrg import crf, losses
 from dsrg.cli import add_hidden_aliases, run_main, tool_name
 from dsrg.cues import annotation_batch, load_cues
 from dsrg.fileio import read_label_png
-from dsrg.seeds import read_indexed_list
 from dsrg.growing import grow_cues
 from dsrg.growing_reference import grow_cues_reference
+from dsrg.lists import read_indexed_list
 from dsrg.softmax import floor_probs, plain_softmax, softmax_backward_from_plain, softmax_forward
 from dsrg.voc import CRF_MEAN_BGR, PALETTE
 from pylayers.netio import import_caffe, load_net

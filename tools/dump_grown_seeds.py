@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cli import add_no_progress, run_main, tool_name
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_text
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from pylayers.netio import load_net, read_net_prototxt
 

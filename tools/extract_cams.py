@@ -22,9 +22,9 @@ from pathlib import Path
 
 from dsrg.cam import class_heatmaps
 from dsrg.cli import add_no_progress, run_main, tool_name
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import preprocess
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from dsrg.voc import MEAN_BGR
 from pylayers.netio import load_net

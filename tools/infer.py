@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cli import add_no_progress, run_main, tool_name
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import FUSE_MODES, SCALE_MODES, predict
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from dsrg.voc import MEAN_BGR
 from pylayers.netio import load_net
@@ -90,7 +90,7 @@ def parse_args(argv):
 def image_label_sets(cue_path, input_list, num_classes):
     """{image id: allowed classes (background + image labels)} from a cue file and its input list."""
     from dsrg.cues import image_cue_entry, load_cues
-    from dsrg.seeds import read_indexed_list
+    from dsrg.lists import read_indexed_list
 
     mapping = load_cues(cue_path)
     allowed = {}

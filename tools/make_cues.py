@@ -36,9 +36,9 @@ from dsrg.cuegen import cue_entry, cue_label_map
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_write_json
 from dsrg.imagelabels import read_image_labels
+from dsrg.lists import read_indexed_list
 from dsrg.progress import progress
 from dsrg.saliency import DEFAULT_BACKGROUND_THRESHOLD, background_cells, read_saliency_png, saliency_on_grid
-from dsrg.seeds import read_indexed_list
 from dsrg.voc import IGNORE_LABEL, NUM_CLASSES
 
 

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from dsrg.cli import add_no_progress, run_main, tool_name
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import read_label_png
 from dsrg.imagelabels import labels_from_label_map, write_image_labels
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from dsrg.voc import NUM_CLASSES
 

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from dsrg.cli import add_hidden_aliases, add_no_progress, run_main, tool_name
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_image, read_rgb
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from dsrg.saliency import SALIENCY_METHODS, WORK_MAX_SIDE, compute_saliency, saliency_levels
 

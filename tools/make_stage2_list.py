@@ -20,8 +20,8 @@ from pathlib import Path
 from PIL import Image
 
 from dsrg.cli import add_no_progress, run_main, tool_name
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_save_image, atomic_save_label_png, atomic_write_text, read_label_png
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from dsrg.seeds import sample_labels_on_grid
 

@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cli import run_main, tool_name
-from dsrg.evaluation import read_image_ids
 from dsrg.fileio import atomic_write_json, atomic_write_text
-from dsrg.seeds import read_indexed_list
+from dsrg.lists import read_image_ids, read_indexed_list
 
 
 def parse_args(argv):

@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cli import add_no_progress, run_main, tool_name
-from dsrg.evaluation import read_image_ids, resolve_class_names
+from dsrg.evaluation import resolve_class_names
 from dsrg.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, read_rgb
 from dsrg.inference import preprocess
+from dsrg.lists import read_image_ids
 from dsrg.probes import image_labels, image_probe, pixel_probe
 from pylayers.netio import load_net
 from dsrg.progress import progress

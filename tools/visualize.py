@@ -20,10 +20,11 @@ from PIL import Image
 
 from dsrg.cli import add_hidden_aliases, add_no_progress, run_main, tool_name
 from dsrg.cues import load_cues
-from dsrg.evaluation import read_class_names, read_image_ids, resolve_class_names
+from dsrg.evaluation import read_class_names, resolve_class_names
 from dsrg.fileio import atomic_save_image, read_label_png
+from dsrg.lists import read_image_ids, read_indexed_list
 from dsrg.progress import progress
-from dsrg.seeds import cue_seed_masks, find_seed_file, load_seed_map, read_indexed_list
+from dsrg.seeds import cue_seed_masks, find_seed_file, load_seed_map
 from dsrg.visual import (BACKGROUND_GREY, colorize, draw_cues, draw_grown_seeds, legend, make_row, seeds_to_label_map,
                          stack)
 from dsrg.voc import IGNORE_LABEL, NUM_CLASSES

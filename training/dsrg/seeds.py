@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cues import dense_cues, image_cue_entry
-from dsrg.evaluation import (ConfusionMatrix, image_id, nanmean, percent, read_list_lines, resolve_class_names,
-                             safe_divide)
+from dsrg.evaluation import ConfusionMatrix, nanmean, percent, resolve_class_names, safe_divide
 from dsrg.fileio import read_label_png
 from dsrg.resize import aligned_corner_indices
 from dsrg.voc import IGNORE_LABEL
@@ -81,22 +80,6 @@ def find_seed_file(seed_dir, image_name):
             return candidate
     raise FileNotFoundError(f"{seed_dir}: no grown seeds for image id {image_name} "
                             f"(expected {image_name}.npy or {image_name}.png)")
-
-
-def read_indexed_list(path):
-    """(image id, cue index) pairs from an input_list ("<id>.jpg <index>" per line; line endings and a
-    byte-order mark as :func:`dsrg.evaluation.read_list_lines` reads them)."""
-    pairs = []
-    for number, line in enumerate(read_list_lines(path), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < 2 or not fields[1].lstrip("-").isdigit():
-            raise ValueError(f"{path}:{number}: expected '<id>.jpg <index>', got {line!r}")
-        pairs.append((image_id(fields[0]), int(fields[1])))
-    if not pairs:
-        raise ValueError(f"{path}: the input list is empty")
-    return pairs
 
 
 def cue_seed_masks(cue_mapping, cue_index, num_classes, grid_size, source="cue file"):
