@@ -155,7 +155,7 @@ check_voc_data() {
 # twice is an error naming the list, the id and both lines).
 count_ids() {
   "$PY" -c 'import sys
-from dsrg.listfiles import read_image_ids
+from dsrg.lists import read_image_ids
 try:
     print(len(read_image_ids(sys.argv[1])))
 except (OSError, ValueError) as error:

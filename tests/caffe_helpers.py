@@ -1,6 +1,8 @@
 """Helpers shared by this project's tests: numeric gradients, inline Caffe nets, loading a tool of
 tools/ as a module, the location of the shared VOC data, and torch as an optional test-only oracle."""
+import functools
 import importlib.util
+import sys
 import tempfile
 import textwrap
 from pathlib import Path
@@ -22,11 +24,29 @@ requires_torch = pytest.mark.skipif(torch is None, reason="torch (test-only) is 
                                                           "installs it only from a local CPU wheel")
 
 
+def started_as(script_name, main):
+    """`main` run with sys.argv[0] set to `script_name` for the duration of each call (restored after), as
+    when the tool is started from the shell: its messages take their prefix from it (dsrg.cli.tool_name)."""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        started = sys.argv[0]
+        sys.argv[0] = script_name
+        try:
+            return main(*args, **kwargs)
+        finally:
+            sys.argv[0] = started
+
+    return run
+
+
 def load_tool(name):
-    """tools/<name>.py as a module (the tools are scripts, not a package)."""
+    """tools/<name>.py as a module (the tools are scripts, not a package) whose main() runs as if
+    started as "<name>.py" (:func:`started_as`)."""
     spec = importlib.util.spec_from_file_location(f"dsrg_tool_{name}", REPO_ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    module.main = started_as(f"{name}.py", module.main)
     return module
 
 

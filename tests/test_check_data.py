@@ -1,5 +1,5 @@
-"""tools/check_data.py and dsrg.datacheck on a small generated VOC layout (good and spoiled), the list
-readers on CRLF and byte-order-mark files, and the real shared data (skipped when ../shared is absent)."""
+"""tools/check_data.py and dsrg.datacheck on a small generated VOC layout (good and spoiled), and the real
+shared data (skipped when ../shared is absent); the list readers themselves: tests/test_lists.py."""
 import json
 import os
 import subprocess
@@ -13,8 +13,7 @@ from caffe_helpers import SHARED_VOC12
 from dsrg.cues import save_cues
 from dsrg.datacheck import DataLayout, check_dataset, fingerprint
 from dsrg.fileio import atomic_save_label_png
-from dsrg.listfiles import read_image_ids
-from dsrg.seeds import read_indexed_list
+from dsrg.lists import read_image_ids
 from caffe_helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,23 +50,14 @@ def make_layout(root):
             "--num-classes", "21", "--no-progress"]
 
 
-def test_list_readers_handle_crlf_and_a_byte_order_mark(tmp_path):
-    ids = tmp_path / "ids.txt"
-    ids.write_bytes(b"\xef\xbb\xbf2007_000032\r\n2007_000039\r\n\r\n2007_000063\r\n")
-    assert read_image_ids(ids) == ["2007_000032", "2007_000039", "2007_000063"]
-    listed = tmp_path / "input_list.txt"
-    listed.write_bytes(b"\xef\xbb\xbf2007_000032.jpg 0\r\n2007_000039.jpg 1\r\n")
-    assert read_indexed_list(listed) == [("2007_000032", 0), ("2007_000039", 1)]
-
-
 def test_a_good_layout_passes_and_a_rerun_skips_until_an_input_changes(tmp_path, capsys):
     check_data = load_tool("check_data")
     args = make_layout(tmp_path / "voc") + ["--out", str(tmp_path / "report.json")]
     assert check_data.main(args) == 0
     output = capsys.readouterr().out
-    assert "check_data: note: CRLF line endings in train_ids.txt (read correctly)" in output
+    assert "check_data.py: note: CRLF line endings in train_ids.txt (read correctly)" in output
     assert output.strip().splitlines()[-1].startswith(
-        "check_data: OK: 6 images decode completely with matching ground truth (4 training ids, 2 val ids); "
+        "check_data.py: OK: 6 images decode completely with matching ground truth (4 training ids, 2 val ids); "
         "every training id is in the input list (5 entries) with cues in the cue file (5 images)")
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["ok"] and report["problems"] == [] and report["counts"]["images_checked"] == 6
@@ -124,7 +114,7 @@ def test_a_spoiled_layout_lists_every_problem_by_file_and_exits_1(tmp_path, caps
     cue_problems = [problem for name, problem in problems if name == "cues.pickle"]
     assert cue_problems == []            # index 7 (2007_000088) is not a training id: not needed
     assert len(problems) == report["counts"]["problems"] == 11   # 2007_000077 also lacks its files
-    assert errors[-1].startswith(f"check_data: 11 problems in the data set (7 images checked, ")
+    assert errors[-1].startswith("check_data.py: 11 problems in the data set (7 images checked, ")
     assert errors[-1].endswith(f"all of them in {tmp_path / 'report.json'}")
     assert any(line.startswith(str(tmp_path / "voc" / "JPEGImages" / f"{TRAIN[0]}.jpg") + ": ") for line in errors)
     # A failed report is never a reason to skip; --show limits the lines, not the report.
@@ -209,7 +199,7 @@ def test_real_voc12_photos_pass(tmp_path, capsys):
                             str(SHARED_VOC12 / "localization_cues-sec.pickle.gz"), "--no-progress"])
     output = capsys.readouterr()
     assert code == 0, output.err[-3000:]
-    assert "check_data: OK: 200 images" in output.out and "(10582 images)" in output.out
+    assert "check_data.py: OK: 200 images" in output.out and "(10582 images)" in output.out
 
 
 def test_duplicate_ids_and_ids_in_both_splits_are_problems(tmp_path):
@@ -226,14 +216,6 @@ def test_duplicate_ids_and_ids_in_both_splits_are_problems(tmp_path):
     (root / "lists" / "train_ids.txt").write_text("".join(f"{name}\n" for name in TRAIN))
     problems = [(Path(item["file"]).name, item["problem"]) for item in check_dataset(layout)["problems"]]
     assert problems == [("val_ids.txt", f"1 val id(s) are also training ids (from train_ids.txt): {TRAIN[1]}")]
-
-
-def test_read_image_ids_refuses_repeats_unless_allowed(tmp_path):
-    listed = tmp_path / "val.txt"
-    listed.write_text("a\n\nb\r\na.jpg 3\n")
-    with pytest.raises(ValueError, match=r"val\.txt: image id a is listed twice \(lines 1 and 4\)"):
-        read_image_ids(listed)
-    assert read_image_ids(listed, allow_repeats=True) == ["a", "b", "a"]
 
 
 def run_data_step(root, run_dir):

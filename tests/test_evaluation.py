@@ -8,7 +8,6 @@ import pytest
 from caffe_helpers import load_tool
 from dsrg.evaluation import ConfusionMatrix, format_table
 from dsrg.fileio import atomic_save_label_png
-from dsrg.listfiles import read_image_ids
 
 REPO = Path(__file__).resolve().parents[1]
 evaluate_tool = load_tool("evaluate")
@@ -86,13 +85,6 @@ def test_table_ends_with_the_miou_line():
     table = format_table(ConfusionMatrix(3).add(PRED, GT).summary(["bg", "a", "b"]))
     assert table.splitlines()[-1] == "mIoU: 33.33"
     assert "a" in table and "66.67" in table
-
-
-def test_read_image_ids_accepts_the_three_list_formats(tmp_path):
-    path = tmp_path / "list.txt"
-    path.write_text("2007_000032\n2007_000039.jpg 1\n"
-                    "/JPEGImages/2007_000063.jpg /SegmentationClassAug/2007_000063.png\n\n")
-    assert read_image_ids(path) == ["2007_000032", "2007_000039", "2007_000063"]
 
 
 def _write_case(root, pred_sizes=None):

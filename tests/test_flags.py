@@ -167,7 +167,7 @@ def test_no_progress_keeps_the_summary_line_and_quiet_drops_it(tmp_path, capsys)
     arguments = ["--images", str(tmp_path / "images"), "--ids", str(tmp_path / "ids.txt")]
     make_saliency.main(arguments + ["--out", str(tmp_path / "one"), "--no-progress"])
     captured = capsys.readouterr()
-    assert captured.out.startswith("make_saliency: 1 written, 0 already there") and captured.err == ""
+    assert captured.out.startswith("make_saliency.py: 1 written, 0 already there") and captured.err == ""
     make_saliency.main(arguments + ["--out", str(tmp_path / "two"), "--quiet"])
     assert capsys.readouterr() == ("", "")
     assert (tmp_path / "two" / "a.png").read_bytes() == (tmp_path / "one" / "a.png").read_bytes()

@@ -70,24 +70,43 @@ def test_summary_without_the_final_evaluation_exits_1(tmp_path, capsys):
     assert summary.main(["--run-dir", str(tmp_path / "absent")]) == 1
 
 
-def test_expected_errors_are_one_line_and_exit_1(tmp_path):
-    import sys
-
+def expected_error_calls(tmp_path):
+    """{tool: arguments} that name a missing file: each tool stops with an expected error."""
     (tmp_path / "ids.txt").write_text("a\n")
-    calls = {
+    return {
         "render_experiment": ["--exp", str(tmp_path / "no_such_experiment"), "--out", str(tmp_path / "out")],
         "make_cues": ["--input-list", str(tmp_path / "missing.txt"), "--labels", str(tmp_path / "l.txt"),
                       "--cams", str(tmp_path), "--saliency", str(tmp_path), "--out", str(tmp_path / "c.pickle")],
         "extract_cams": ["--deploy", str(tmp_path / "missing.prototxt"), "--weights", str(tmp_path / "w"),
                          "--images", str(tmp_path), "--ids", str(tmp_path / "ids.txt"), "--out", str(tmp_path / "o")],
     }
-    for tool, args in calls.items():
+
+
+def test_expected_errors_are_one_line_and_exit_1(tmp_path):
+    import sys
+
+    for tool, args in expected_error_calls(tmp_path).items():
         done = subprocess.run([sys.executable, str(REPO / "tools" / f"{tool}.py"), *args], capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 1, (tool, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"{tool}.py: "), (tool, done.stderr)
         assert "missing" in lines[0] or "no_such_experiment" in lines[0], (tool, lines[0])
+
+
+def test_messages_name_the_tool_as_it_was_started(tmp_path):
+    """A tool's messages take its name from sys.argv[0] (dsrg.cli.tool_name): a copy run under another
+    name says that name, once, whether the message comes from the tool, netio or the exit policy."""
+    import shutil
+    import sys
+
+    for tool, args in expected_error_calls(tmp_path).items():
+        renamed = tmp_path / f"renamed_{tool}.py"
+        shutil.copy(REPO / "tools" / f"{tool}.py", renamed)
+        done = subprocess.run([sys.executable, str(renamed), *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, (tool, done.stderr)
+        line = done.stderr.strip()
+        assert line.startswith(f"renamed_{tool}.py: ") and f"{tool}.py" not in line.replace(renamed.name, ""), line
 
 
 def test_a_run_log_keeps_everything_printed_without_carriage_returns(tmp_path):

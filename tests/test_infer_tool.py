@@ -48,7 +48,7 @@ def test_a_mistyped_net_leaves_nothing_that_would_refuse_the_corrected_call(tmp_
     out = tmp_path / "out"
     args = ["--deploy", str(tmp_path / "typo.prototxt"), "--weights", str(tmp_path / "w.caffemodel"),
             "--images", str(tmp_path), "--ids", str(tmp_path / "ids.txt"), "--out", str(out), "--no-progress"]
-    with pytest.raises(FileNotFoundError, match=r"infer\.py: deploy prototxt not found: .*typo\.prototxt"):
+    with pytest.raises(FileNotFoundError, match=r"^infer\.py: deploy prototxt not found: .*typo\.prototxt"):
         infer.main(args)
     assert not (out / infer.CONFIG_NAME).exists()
     settings = infer.inference_settings(infer.parse_args(args[:1] + [str(tmp_path / "right.prototxt")] + args[2:]))

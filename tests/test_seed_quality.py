@@ -9,7 +9,7 @@ from caffe_helpers import load_tool
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_save_label_png, atomic_save_npy
 from dsrg.seeds import (SeedQuality, aligned_corner_indices, format_seed_markdown, labels_to_seed_masks, load_seed_map,
-                        read_indexed_list, sample_labels_on_grid)
+                        sample_labels_on_grid)
 
 REPO = Path(__file__).resolve().parents[1]
 VOC = REPO / ".." / "shared" / "data" / "voc12"
@@ -82,13 +82,6 @@ def test_seed_maps_from_files(tmp_path):
         load_seed_map(tmp_path / "dense.npy", 21)
     with pytest.raises(ValueError, match=r"seed label 2 outside 0..1"):
         labels_to_seed_masks(label_map, 2)
-
-
-def test_indexed_list_errors_name_the_line(tmp_path):
-    path = tmp_path / "input_list.txt"
-    path.write_text("a.jpg 0\nb.jpg\n")
-    with pytest.raises(ValueError, match=r"input_list.txt:2: expected '<id>.jpg <index>'"):
-        read_indexed_list(path)
 
 
 def _full_resolution_gt(grid):

@@ -8,10 +8,10 @@ from pathlib import Path
 import caffe
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from caffe_helpers import load_tool, write_tiny_experiment
 from dsrg import inference
+from dsrg.resize import bilinear_resize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,27 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- numpy core
-
-
-def test_resize_bilinear_matches_aligned_corner_zoom():
-    rng = np.random.default_rng(0)
-    array = rng.normal(size=(3, 7, 5)).astype(np.float32)
-    resized = inference.resize_bilinear(array, 13, 21)
-    expected = ndimage.zoom(array.astype(np.float64), (1, 13 / 7, 21 / 5), order=1, grid_mode=False)
-    assert resized.shape == (3, 13, 21)
-    np.testing.assert_allclose(resized, expected, atol=1e-5)
-    assert resized[0, 0, 0] == array[0, 0, 0] and resized[2, -1, -1] == array[2, -1, -1]
-
-
-def test_resize_bilinear_hand_example_and_degenerate_sizes():
-    array = np.array([[[0.0, 2.0], [4.0, 6.0]]], dtype=np.float32)
-    np.testing.assert_allclose(inference.resize_bilinear(array, 3, 3)[0],
-                               [[0, 1, 2], [2, 3, 4], [4, 5, 6]])
-    np.testing.assert_array_equal(inference.resize_bilinear(array, 2, 2), array)
-    single = np.full((2, 1, 1), 7.0, dtype=np.float32)
-    assert np.all(inference.resize_bilinear(single, 4, 3) == 7.0)
-    with pytest.raises(ValueError, match="C×H×W"):
-        inference.resize_bilinear(np.zeros((4, 4)), 2, 2)
 
 
 def test_preprocess_is_bgr_minus_mean_at_the_requested_size():
@@ -101,7 +80,7 @@ class StripeNet:
     def __call__(self, batch):
         self.input_shapes.append(batch.shape)
         _, _, height, width = batch.shape
-        small = inference.resize_bilinear(batch[0], (height - 1) // 4 + 1, (width - 1) // 4 + 1)
+        small = bilinear_resize(batch[0], (height - 1) // 4 + 1, (width - 1) // 4 + 1, dtype=np.float32)
         blue, red = small[0], small[2]
         scores = np.zeros((3,) + small.shape[1:], dtype=np.float32)
         scores[1] = (blue > 0) * 10.0

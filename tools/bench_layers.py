@@ -27,14 +27,15 @@ import numpy as np
 from scipy import ndimage
 
 from dsrg import crf, losses
-from dsrg.cli import add_hidden_aliases, run_main
+from dsrg.cli import add_hidden_aliases, run_main, tool_name
 from dsrg.cues import annotation_batch, load_cues
 from dsrg.fileio import read_label_png
-from dsrg.seeds import read_indexed_list
 from dsrg.growing import grow_cues
 from dsrg.growing_reference import grow_cues_reference
+from dsrg.lists import read_indexed_list
 from dsrg.softmax import floor_probs, plain_softmax, softmax_backward_from_plain, softmax_forward
 from dsrg.voc import CRF_MEAN_BGR, PALETTE
+from pylayers.netio import import_caffe, load_net
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VOC_DIR = REPO_ROOT / ".." / "shared" / "data" / "voc12"
@@ -203,9 +204,8 @@ def core_timings(args, labels, cues, scores, images):
 
 
 def caffe_timings(args, labels, cues, scores, images):
-    os.environ.setdefault("GLOG_minloglevel", "2")
     try:
-        import caffe
+        caffe = import_caffe()
     except ImportError:
         return None
     caffe.set_mode_cpu()
@@ -242,7 +242,7 @@ def caffe_timings(args, labels, cues, scores, images):
         with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
             handle.write("force_backward: true\n" + body)
         try:
-            net = caffe.Net(handle.name, caffe.TEST)
+            net = load_net(handle.name, None, None, tool_name())
         finally:
             Path(handle.name).unlink()
         for blob, value in values.items():

@@ -32,12 +32,12 @@ import numpy as np
 from dsrg.cli import add_hidden_aliases, add_no_progress, run_main
 from dsrg.cues import load_cues
 from dsrg.fileio import atomic_write_json, atomic_write_text, read_rgb
-from dsrg.listfiles import read_image_ids
+from dsrg.lists import read_image_ids, read_indexed_list
 from dsrg.progress import progress
 from dsrg.saliency import (DEFAULT_BACKGROUND_THRESHOLD, SALIENCY_METHODS, WORK_MAX_SIDE, background_cells,
                            compute_saliency, saliency_levels, saliency_on_grid)
 from dsrg.segdata import read_label_map
-from dsrg.seeds import SeedQuality, cue_seed_masks, read_indexed_list, sample_labels_on_grid
+from dsrg.seeds import SeedQuality, cue_seed_masks, sample_labels_on_grid
 from dsrg.voc import NUM_CLASSES
 
 def parse_args(argv):

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from dsrg.cli import add_no_progress, run_main
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.datacheck import REPORT_FORMAT, DataLayout, check_dataset, fingerprint
 from dsrg.fileio import atomic_write_json
 from dsrg.progress import progress as show_progress
@@ -83,7 +83,7 @@ def summary_line(report, seconds):
     counts = report["counts"]
     matched = " with matching ground truth" if report["layout"].get("train_gt", True) else \
         ", the val images with matching ground truth"
-    return (f"check_data: OK: {counts['images_checked']} images decode completely{matched} "
+    return (f"OK: {counts['images_checked']} images decode completely{matched} "
             f"({counts['train_ids']} training ids, {counts['val_ids']} val ids); every training id is in the "
             f"input list ({counts['input_list_entries']} entries) with cues in the cue file "
             f"({counts['cue_file_images']} images); {seconds:.1f} s")
@@ -98,8 +98,8 @@ def main(argv=None):
     digest = fingerprint(layout)
     previous = None if args.force else previous_pass(out, digest)
     if previous is not None:
-        print(f"check_data: {out} records a pass on the same inputs (fingerprint {digest[:12]}); skipping. "
-              + summary_line(previous, previous["seconds"]).removeprefix("check_data: "))
+        print(f"{tool_name()}: {out} records a pass on the same inputs (fingerprint {digest[:12]}); skipping. "
+              + summary_line(previous, previous["seconds"]))
         return 0
     progress = functools.partial(show_progress, desc="check images", unit="img", disable=args.no_progress)
     report = check_dataset(layout, progress=progress, jobs=args.jobs)
@@ -108,9 +108,9 @@ def main(argv=None):
     if out is not None:
         atomic_write_json(out, report)
     for note in report["notes"]:
-        print(f"check_data: note: {note}")
+        print(f"{tool_name()}: note: {note}")
     if report["ok"]:
-        print(summary_line(report, seconds))
+        print(f"{tool_name()}: {summary_line(report, seconds)}")
         return 0
     problems = report["problems"]
     for item in problems[:args.show]:
@@ -118,7 +118,7 @@ def main(argv=None):
     if len(problems) > args.show:
         print(f"... and {len(problems) - args.show} more", file=sys.stderr)
     where = f"; all of them in {out}" if out is not None else ""
-    print(f"check_data: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the data set "
+    print(f"{tool_name()}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the data set "
           f"({report['counts']['images_checked']} images checked, {seconds:.1f} s){where}", file=sys.stderr)
     return EXIT_PROBLEMS
 

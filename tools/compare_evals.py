@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from dsrg.cli import run_main
+from dsrg.cli import run_main, tool_name
 from dsrg.evaluation import all_background_confusion
 from dsrg.fileio import atomic_write_text
 from dsrg.plots import plot_class_iou
@@ -52,21 +52,21 @@ def load_columns(specs):
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"compare_evals.py: --eval expects NAME=PATH, got {spec!r}")
+            raise ValueError(f"{tool_name()}: --eval expects NAME=PATH, got {spec!r}")
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"compare_evals.py: evaluation not found: {path} (column {name!r})")
+            raise FileNotFoundError(f"{tool_name()}: evaluation not found: {path} (column {name!r})")
         try:
             summary = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"compare_evals.py: {path} is not a tools/evaluate.py summary ({error})") from None
+            raise ValueError(f"{tool_name()}: {path} is not a tools/evaluate.py summary ({error})") from None
         for key in ("miou", "per_class"):
             if key not in summary:
-                raise ValueError(f"compare_evals.py: {path} is not a tools/evaluate.py summary (no {key!r})")
+                raise ValueError(f"{tool_name()}: {path} is not a tools/evaluate.py summary (no {key!r})")
         columns.append((name, summary))
     classes = {len(summary["per_class"]) for _, summary in columns}
     if len(classes) != 1:
-        raise ValueError(f"compare_evals.py: the evaluations disagree on the number of classes: {sorted(classes)}")
+        raise ValueError(f"{tool_name()}: the evaluations disagree on the number of classes: {sorted(classes)}")
     return columns
 
 

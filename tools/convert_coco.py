@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from dsrg.cli import add_hidden_aliases, add_no_progress, run_main
+from dsrg.cli import add_hidden_aliases, add_no_progress, run_main, tool_name
 from dsrg.coco import (CLASS_OF_CATEGORY, OVERLAP_RULES, CocoFormatError, Instance, class_names_text,
                        compose_label_map, image_labels, index_annotations)
 from dsrg.fileio import atomic_save_label_png, atomic_write_json, atomic_write_text, current_umask
@@ -218,7 +218,7 @@ def main(argv=None):
                       "".join(f"{image['file_name']} {image['id']}\n" for image in images))
     write_image_labels(lists / f"{args.split}_image_labels.txt", labels_by_name)
     atomic_write_json(record_path, {"settings": settings, "complete": True, "counts": counts})
-    print(f"convert_coco: {args.split}: {counts['images']} images ({counts['converted']} converted, "
+    print(f"{tool_name()}: {args.split}: {counts['images']} images ({counts['converted']} converted, "
           f"{counts['skipped']} done before), {counts['annotations']} annotations ({counts['crowd_annotations']} "
           f"crowd), {counts['images_without_annotations']} images without annotations; {out}")
     return counts

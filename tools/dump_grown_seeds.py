@@ -13,16 +13,15 @@ Example:
 """
 import ast
 import math
-import os
 import sys
 import argparse
 from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import add_no_progress, run_main
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.fileio import atomic_save_npy, atomic_write_text
-from dsrg.listfiles import read_image_ids
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from pylayers.netio import load_net, read_net_prototxt
 
@@ -55,7 +54,7 @@ def seed_dump_net(net_param, batch_size, source=None):
     layers = list(net_param.layer)
     dsrg = [layer for layer in layers if layer.type == "Python" and layer.python_param.layer == DSRG_LAYER]
     if len(dsrg) != 1:
-        raise ValueError(f"dump_grown_seeds.py: expected exactly one {DSRG_LAYER} in the net, found {len(dsrg)}")
+        raise ValueError(f"{tool_name()}: expected exactly one {DSRG_LAYER} in the net, found {len(dsrg)}")
     needed, keep = set(dsrg[0].bottom), [dsrg[0]]
     for layer in reversed(layers[:layers.index(dsrg[0])]):
         if needed & set(layer.top):
@@ -64,7 +63,7 @@ def seed_dump_net(net_param, batch_size, source=None):
     keep.reverse()
     data_layers = [layer for layer in keep if layer.type == "ImageData"]
     if len(data_layers) != 1:
-        raise ValueError(f"dump_grown_seeds.py: expected one ImageData layer feeding {DSRG_LAYER}, "
+        raise ValueError(f"{tool_name()}: expected one ImageData layer feeding {DSRG_LAYER}, "
                          f"found {len(data_layers)}")
     data_layer = data_layers[0]
     if source is not None:
@@ -91,13 +90,12 @@ def read_source_ids(data_layer):
     line, so the i-th map of the dump is the i-th line's image (a repeated id is written again)."""
     source = Path(data_layer.image_data_param.source)
     if not source.is_file():
-        raise FileNotFoundError(f"dump_grown_seeds.py: the ImageData source list does not exist: {source}")
+        raise FileNotFoundError(f"{tool_name()}: the ImageData source list does not exist: {source}")
     return read_image_ids(source, allow_repeats=True)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    os.environ.setdefault("GLOG_minloglevel", "2")
     from google.protobuf import text_format
 
     net_param = read_net_prototxt(args.net)
@@ -108,11 +106,11 @@ def main(argv=None):
     if args.limit is not None:
         image_ids = image_ids[:args.limit]
     if all((out / f"{name}.npy").is_file() for name in image_ids):
-        print(f"dump_grown_seeds.py: all {len(image_ids)} grown seed maps already in {out}; skipping")
+        print(f"{tool_name()}: all {len(image_ids)} grown seed maps already in {out}; skipping")
         return 0
     reduced_path = out / "seed_dump_net.prototxt"
     atomic_write_text(reduced_path, text_format.MessageToString(reduced))
-    net = load_net(reduced_path, args.weights, args.gpu, "dump_grown_seeds.py")
+    net = load_net(reduced_path, args.weights, args.gpu, tool_name())
 
     batches = math.ceil(len(image_ids) / args.batch_size)
     position = 0
@@ -122,7 +120,7 @@ def main(argv=None):
         for row in range(min(args.batch_size, len(image_ids) - position)):
             atomic_save_npy(out / f"{image_ids[position]}.npy", (grown[row] > 0.5).astype(np.uint8))
             position += 1
-    print(f"dump_grown_seeds.py: wrote {position} grown seed maps to {out}")
+    print(f"{tool_name()}: wrote {position} grown seed maps to {out}")
     return 0
 
 

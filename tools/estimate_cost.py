@@ -19,8 +19,8 @@ import argparse
 import sys
 
 from dsrg import cost
-from dsrg.cli import run_main
-from pylayers.netio import check_layer_modules, use_caffe
+from dsrg.cli import run_main, tool_name
+from pylayers.netio import load_net
 
 PUBLISHED_SCHEDULE = ("stage 1=8000x20", "stage 2=20000x10")
 
@@ -50,9 +50,7 @@ def parse_args(argv):
 
 def net_shapes(deploy, size):
     """(convolutions as dsrg.cost.ConvShape, blob values per image, parameter values) of `deploy` at size²."""
-    check_layer_modules(deploy)
-    caffe = use_caffe(None)
-    net = caffe.Net(str(deploy), caffe.TEST)
+    net = load_net(deploy, None, None, tool_name())
     if len(net.inputs) != 1:
         raise ValueError(f"{deploy}: expected a deploy net with one input, found {len(net.inputs)}")
     net.blobs[net.inputs[0]].reshape(1, net.blobs[net.inputs[0]].data.shape[1], size, size)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 
 from dsrg.cli import add_hidden_aliases, add_no_progress, run_main
-from dsrg.evaluation import MIOU_MODES, ConfusionMatrix, format_table
+from dsrg.evaluation import ConfusionMatrix, MIOU_MODES, format_table
 from dsrg.fileio import atomic_write_json, read_label_png
-from dsrg.listfiles import read_class_names, read_image_ids
+from dsrg.lists import read_class_names, read_image_ids
 from dsrg.progress import progress as show_progress
 from dsrg.voc import CLASS_NAMES, NUM_CLASSES
 

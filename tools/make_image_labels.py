@@ -14,10 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from dsrg.cli import add_no_progress, run_main
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.fileio import read_label_png
 from dsrg.imagelabels import labels_from_label_map, write_image_labels
-from dsrg.listfiles import read_image_ids
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from dsrg.voc import NUM_CLASSES
 
@@ -37,16 +37,16 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     if not args.force and out.is_file() and out.stat().st_mtime >= Path(args.ids).stat().st_mtime:
-        print(f"make_image_labels.py: {out} is newer than {args.ids}, skipping")
+        print(f"{tool_name()}: {out} is newer than {args.ids}, skipping")
         return 0
     labels_by_id = {}
     for image_id in progress(read_image_ids(args.ids), desc="labels", unit="img", disable=args.no_progress):
         path = Path(args.gt) / f"{image_id}.png"
         if not path.is_file():
-            raise FileNotFoundError(f"make_image_labels.py: ground truth of image {image_id} not found: {path}")
+            raise FileNotFoundError(f"{tool_name()}: ground truth of image {image_id} not found: {path}")
         labels_by_id[image_id] = labels_from_label_map(read_label_png(path), args.num_classes, str(path))
     write_image_labels(out, labels_by_id)
-    print(f"make_image_labels.py: {len(labels_by_id)} images -> {out}")
+    print(f"{tool_name()}: {len(labels_by_id)} images -> {out}")
     return 0
 
 

@@ -38,8 +38,9 @@ import tempfile
 from pathlib import Path
 
 from dsrg import netedit, resnet
-from dsrg.cli import run_main
+from dsrg.cli import run_main, tool_name
 from dsrg.fileio import atomic_write_bytes, atomic_write_text
+from pylayers.netio import caffe_protos, import_caffe, load_net
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "experiment" / "voc12-vgg16"
@@ -59,10 +60,9 @@ RANDOM_RESIDUAL_GAMMA = 0.1
 
 def import_caffe_pb2():
     try:
-        from caffe.proto import caffe_pb2
+        return caffe_protos()
     except ImportError:
-        raise SystemExit("make_resnet_prototxt.py: needs pycaffe's caffe_pb2 (run tools/setup.sh)") from None
-    return caffe_pb2
+        raise SystemExit(f"{tool_name()}: needs pycaffe's caffe_pb2 (run tools/setup.sh)") from None
 
 
 def parse(text, message):
@@ -148,7 +148,7 @@ def resnet_net(template, variant, file_name):
     names = [layer.name for layer in template.layer]
     for required in (FIRST_TRUNK_LAYER, SCORE_LAYER):
         if required not in names:
-            raise ValueError(f"make_resnet_prototxt.py: {file_name} of the template has no layer {required!r}")
+            raise ValueError(f"{tool_name()}: {file_name} of the template has no layer {required!r}")
     start, end = names.index(FIRST_TRUNK_LAYER), names.index(SCORE_LAYER)
     score = template.layer[end]
     num_classes = template.layer[end - 1].convolution_param.num_output
@@ -226,13 +226,10 @@ def rendered_files(template_dir=TEMPLATE):
 
 def write_random_weights(net_path, out, seed=0):
     """A random caffemodel in DeepLab's init.caffemodel layout (trunk layers only) for the net `net_path`."""
-    import caffe
     import numpy as np
-    from pylayers.netio import check_layer_modules
 
-    check_layer_modules(net_path)
-    caffe.set_random_seed(seed)
-    net = caffe.Net(str(net_path), caffe.TEST)
+    import_caffe().set_random_seed(seed)
+    net = load_net(net_path, None, None, tool_name())
     trunk = [name for name in net.params if resnet.is_trunk_layer(name)]
     for name in trunk:
         blobs = net.params[name]
@@ -244,9 +241,7 @@ def write_random_weights(net_path, out, seed=0):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "random.caffemodel"
         net.save(str(path))
-        from caffe.proto import caffe_pb2
-
-        model = caffe_pb2.NetParameter()
+        model = caffe_protos().NetParameter()
         model.ParseFromString(path.read_bytes())
     kept = [layer for layer in model.layer if layer.name in trunk]
     del model.layer[:]
@@ -272,20 +267,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.random_weights is not None:
         layers, values = write_random_weights(args.net or args.out / "deploy.prototxt", args.random_weights, args.seed)
-        print(f"make_resnet_prototxt.py: {layers} trunk layers, {values} values, written to {args.random_weights}")
+        print(f"{tool_name()}: {layers} trunk layers, {values} values, written to {args.random_weights}")
         return 0
     files = rendered_files(args.template)
     stale = out_of_date(args.out, files)
     if args.check:
         if stale:
-            print(f"make_resnet_prototxt.py: out of date in {args.out}: {', '.join(stale)} (rerun the tool)",
+            print(f"{tool_name()}: out of date in {args.out}: {', '.join(stale)} (rerun the tool)",
                   file=sys.stderr)
             return 1
-        print(f"make_resnet_prototxt.py: {args.out} is up to date")
+        print(f"{tool_name()}: {args.out} is up to date")
         return 0
     for name in stale:
         atomic_write_text(args.out / name, files[name])
-    print(f"make_resnet_prototxt.py: {len(stale)} of {len(files)} files written to {args.out}")
+    print(f"{tool_name()}: {len(stale)} of {len(files)} files written to {args.out}")
     return 0
 
 

@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from dsrg.cli import add_hidden_aliases, add_no_progress, run_main
+from dsrg.cli import add_hidden_aliases, add_no_progress, run_main, tool_name
 from dsrg.fileio import atomic_save_image, read_rgb
-from dsrg.listfiles import read_image_ids
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from dsrg.saliency import SALIENCY_METHODS, WORK_MAX_SIDE, compute_saliency, saliency_levels
 
@@ -58,7 +58,7 @@ def main(argv=None):
     elapsed = time.monotonic() - started
     if not args.quiet:
         rate = f", {elapsed / len(todo):.3f} s/img" if todo else ""
-        print(f"make_saliency: {len(todo)} written, {len(ids) - len(todo)} already there, "
+        print(f"{tool_name()}: {len(todo)} written, {len(ids) - len(todo)} already there, "
               f"{elapsed:.1f} s{rate} -> {out_dir}")
     return {"written": len(todo), "skipped": len(ids) - len(todo), "seconds": elapsed}
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from dsrg.cli import add_no_progress, run_main
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.fileio import atomic_save_image, atomic_save_label_png, atomic_write_text, read_label_png
-from dsrg.listfiles import read_image_ids
+from dsrg.lists import read_image_ids
 from dsrg.progress import progress
 from dsrg.seeds import sample_labels_on_grid
 
@@ -66,7 +66,7 @@ def main(argv=None):
         missing += [str(path) for path in (image, label) if not path.is_file()]
         pairs.append((image, label))
     if missing:
-        raise FileNotFoundError(f"make_stage2_list.py: {len(missing)} listed files do not exist, e.g. {missing[:3]}")
+        raise FileNotFoundError(f"{tool_name()}: {len(missing)} listed files do not exist, e.g. {missing[:3]}")
     if args.warp is not None:
         warp_dir = Path(args.warp_dir).resolve()
         pairs = [warp_pair(image, label, args.warp, warp_dir)
@@ -74,9 +74,9 @@ def main(argv=None):
     for image, label in pairs:
         lines.append(f"{os.path.relpath(image, root)} {os.path.relpath(label, root)}")
     if any(" " in line.split(" ", 1)[1] or len(line.split()) != 2 for line in lines):
-        raise ValueError("make_stage2_list.py: paths with spaces cannot be written to a Caffe list file")
+        raise ValueError(f"{tool_name()}: paths with spaces cannot be written to a Caffe list file")
     atomic_write_text(args.out, "\n".join(lines) + "\n")
-    print(f"make_stage2_list.py: {len(lines)} image/label pairs -> {args.out}")
+    print(f"{tool_name()}: {len(lines)} image/label pairs -> {args.out}")
     return 0
 
 

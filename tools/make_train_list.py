@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import run_main
+from dsrg.cli import run_main, tool_name
 from dsrg.fileio import atomic_write_json, atomic_write_text
-from dsrg.listfiles import read_image_ids
-from dsrg.seeds import read_indexed_list
+from dsrg.lists import read_image_ids, read_indexed_list
 
 
 def parse_args(argv):
@@ -72,7 +71,7 @@ def main(argv=None):
         entries = {name: index for index, name in enumerate(wanted)}
     missing = [name for name in wanted if name not in entries]
     if missing:
-        raise SystemExit(f"make_train_list.py: {len(missing)} training ids of {args.ids} are not in "
+        raise SystemExit(f"{tool_name()}: {len(missing)} training ids of {args.ids} are not in "
                          f"{args.input_list}, e.g. {missing[:5]}")
     chosen = set(wanted)
     order = [name for name in entries if name in chosen]
@@ -89,7 +88,7 @@ def main(argv=None):
         "images": len(order), "lines": len(lines), "repeat_threshold": args.repeat_threshold, "seed": args.seed,
         "most_repeats": int(counts.max()),
     })
-    print(f"make_train_list.py: {len(order)} training images, {len(lines)} lines -> {args.out}")
+    print(f"{tool_name()}: {len(order)} training images, {len(lines)} lines -> {args.out}")
     return 0
 
 

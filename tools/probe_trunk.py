@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrg.cli import add_no_progress, run_main
+from dsrg.cli import add_no_progress, run_main, tool_name
 from dsrg.evaluation import resolve_class_names
 from dsrg.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, read_rgb
 from dsrg.inference import preprocess
-from dsrg.listfiles import read_image_ids
+from dsrg.lists import read_image_ids
 from dsrg.probes import image_labels, image_probe, pixel_probe
-from pylayers.netio import check_layer_modules, load_weights, use_caffe
+from pylayers.netio import load_net
 from dsrg.progress import progress
 from dsrg.seeds import sample_labels_on_grid
 from dsrg.segdata import read_label_map
@@ -105,7 +105,7 @@ def last_layer_for(net, blobs):
     """The name of the last layer that writes one of `blobs` (the forward pass stops there)."""
     missing = [blob for blob in blobs if blob not in net.blobs]
     if missing:
-        raise ValueError(f"probe_trunk.py: the deploy net has no blob {missing[0]!r} "
+        raise ValueError(f"{tool_name()}: the deploy net has no blob {missing[0]!r} "
                          f"(its blobs: {', '.join(net.blobs)})")
     names = list(net._layer_names)
     return names[max(index for index, name in enumerate(names) if set(net.top_names[name]) & set(blobs))]
@@ -137,7 +137,7 @@ class FeatureExtractor:
         return {name: np.concatenate(parts) for name, parts in grids.items()}
 
 
-def cached_features(args, caffe, trunk, weights, split, ids):
+def cached_features(args, trunk, weights, split, ids):
     """{blob: N×D×g×g float16} for one trunk and split, from the cache or extracted and cached."""
     folder = Path(args.cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -150,13 +150,10 @@ def cached_features(args, caffe, trunk, weights, split, ids):
             and all(path.is_file() for path in paths.values()):
         return {blob: np.load(path) for blob, path in paths.items()}
     if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"probe_trunk.py: weights of trunk {trunk!r} not found: {weights}")
-    check_layer_modules(args.deploy)
-    net = caffe.Net(str(args.deploy), caffe.TEST)
+        raise FileNotFoundError(f"{tool_name()}: weights of trunk {trunk!r} not found: {weights}")
+    net = load_net(args.deploy, weights, args.gpu, tool_name())
     if weights is None:
         fill_he_normal(net, args.seed)
-    else:
-        load_weights(net, weights, "probe_trunk.py")
     extractor = FeatureExtractor(net, args.blobs, args.size, args.batch_size)
     bar = progress(total=len(ids), desc=f"features {trunk} {split}", unit="img", disable=args.no_progress)
     features = extractor(args.images, ids, bar)
@@ -176,7 +173,7 @@ def read_labels(gt_dir, ids, grid, num_classes):
         try:
             image_rows.append(image_labels(gt, num_classes))
         except ValueError as error:
-            raise ValueError(f"probe_trunk.py: {path}: {error}") from error
+            raise ValueError(f"{tool_name()}: {path}: {error}") from error
         grid_rows.append(sample_labels_on_grid(gt, grid, grid).astype(np.int64))
     return np.stack(image_rows), np.stack(grid_rows)
 
@@ -209,13 +206,12 @@ def main(argv=None):
                 "max_train_cells": args.max_train_cells, "seed": args.seed, "num_classes": args.num_classes}
     out = Path(args.out)
     if out.is_file() and json.loads(out.read_text()).get("settings") == settings:
-        print(f"probe_trunk.py: {out} already holds these probes; nothing to do")
+        print(f"{tool_name()}: {out} already holds these probes; nothing to do")
         return 0
-    caffe = use_caffe(args.gpu)
     rows, labels = [], {}
     for trunk, weights in trunks:
-        train = cached_features(args, caffe, trunk, weights, "train", train_ids)
-        val = cached_features(args, caffe, trunk, weights, "val", val_ids)
+        train = cached_features(args, trunk, weights, "train", train_ids)
+        val = cached_features(args, trunk, weights, "val", val_ids)
         for blob in args.blobs:
             grid = int(val[blob].shape[-1])
             for split, ids in (("train", train_ids), ("val", val_ids)):
@@ -227,7 +223,7 @@ def main(argv=None):
             pixel = pixel_probe(train[blob], train_cells, val[blob], val_cells, args.num_classes, args.l2,
                                 max_train_cells=args.max_train_cells, seed=args.seed)
             rows.append({"trunk": trunk, "blob": blob, "grid": grid, "image": image, "pixel": pixel})
-            print(f"probe_trunk.py: {trunk} {blob}: image mAP {image['map']:.1f} (prior {image['prior_map']:.1f}), "
+            print(f"{tool_name()}: {trunk} {blob}: image mAP {image['map']:.1f} (prior {image['prior_map']:.1f}), "
                   f"pixel mIoU {pixel['miou']:.1f} (all background {pixel['all_background_miou']:.1f})", flush=True)
     result = {"settings": settings, "size": args.size, "l2": args.l2, "train_images": len(train_ids),
               "val_images": len(val_ids), "rows": rows}

@@ -27,8 +27,9 @@ import sys
 from pathlib import Path
 
 from dsrg import netedit
-from dsrg.cli import run_main
+from dsrg.cli import run_main, tool_name
 from dsrg.fileio import atomic_write_text
+from pylayers.netio import caffe_protos
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 FORBIDDEN_CHARACTERS = set("'\"\\\n\r")
@@ -52,10 +53,10 @@ def parse_values(assignments, option="--set"):
     for assignment in assignments:
         name, sep, value = assignment.partition("=")
         if not sep or not PLACEHOLDER.fullmatch("${" + name + "}"):
-            raise ValueError(f"render_experiment.py: {option} expects NAME=VALUE, got {assignment!r}")
+            raise ValueError(f"{tool_name()}: {option} expects NAME=VALUE, got {assignment!r}")
         bad = FORBIDDEN_CHARACTERS & set(value)
         if bad:
-            raise ValueError(f"render_experiment.py: the value of {name} ({value!r}) contains {sorted(bad)}, "
+            raise ValueError(f"{tool_name()}: the value of {name} ({value!r}) contains {sorted(bad)}, "
                              "which cannot go into a prototxt string")
         values[name] = value
     return values
@@ -68,7 +69,7 @@ def render_text(text, values, source):
     def substitute(match):
         name = match.group(1)
         if name not in values:
-            raise KeyError(f"render_experiment.py: {source} needs a value for ${{{name}}} (pass --set {name}=...)")
+            raise KeyError(f"{tool_name()}: {source} needs a value for ${{{name}}} (pass --set {name}=...)")
         used.add(name)
         return values[name]
 
@@ -77,7 +78,7 @@ def render_text(text, values, source):
 
 def import_caffe_proto():
     try:
-        from caffe.proto import caffe_pb2
+        caffe_pb2 = caffe_protos()
         from google.protobuf import text_format
     except ImportError:
         return None, None
@@ -96,7 +97,7 @@ def validate_prototxt(path, text):
     try:
         text_format.Merge(text, message)
     except text_format.ParseError as error:
-        raise ValueError(f"render_experiment.py: {path} is not a valid {type(message).__name__}: {error}") from error
+        raise ValueError(f"{tool_name()}: {path} is not a valid {type(message).__name__}: {error}") from error
     return True
 
 
@@ -104,12 +105,12 @@ def edited_prototxt(path, text, edits, edit_names):
     """`text` of the prototxt `path` with the matching edits applied, as protobuf text under a header."""
     caffe_pb2, text_format = import_caffe_proto()
     if caffe_pb2 is None:
-        raise RuntimeError("render_experiment.py: edits need pycaffe's caffe_pb2 (run tools/setup.sh)")
+        raise RuntimeError(f"{tool_name()}: edits need pycaffe's caffe_pb2 (run tools/setup.sh)")
     message = message_for(path, caffe_pb2)
     try:
         text_format.Merge(text, message)
     except text_format.ParseError as error:
-        raise ValueError(f"render_experiment.py: {path} is not a valid {type(message).__name__}: {error}") from error
+        raise ValueError(f"{tool_name()}: {path} is not a valid {type(message).__name__}: {error}") from error
     netedit.apply_edits(message, edits, path.name)
     header = f"# {path.name}, rendered by tools/render_experiment.py with the edits in {', '.join(edit_names)}\n"
     return header + netedit.message_text(message)
@@ -122,13 +123,13 @@ def render_experiment(exp_dir, out_dir, values, allow_unused=False, edit_files=(
     required = set(values)
     values = {**(values_if_used or {}), **values}
     if not exp_dir.is_dir():
-        raise FileNotFoundError(f"render_experiment.py: experiment folder not found: {exp_dir}")
+        raise FileNotFoundError(f"{tool_name()}: experiment folder not found: {exp_dir}")
     sources = sorted(path for path in exp_dir.iterdir() if path.is_file())
     edits, used = [], set()
     for edit_file in edit_files:
         edit_file = Path(edit_file)
         if not edit_file.is_file():
-            raise FileNotFoundError(f"render_experiment.py: edits file not found: {edit_file}")
+            raise FileNotFoundError(f"{tool_name()}: edits file not found: {edit_file}")
         text, names = render_text(edit_file.read_text(), values, edit_file)
         used |= names
         edits.extend(netedit.parse_edits(text, str(edit_file)))
@@ -146,7 +147,7 @@ def render_experiment(exp_dir, out_dir, values, allow_unused=False, edit_files=(
         written.append(target)
     unused = sorted(required - used)
     if unused and not allow_unused:
-        raise ValueError(f"render_experiment.py: no template in {exp_dir} uses {unused}")
+        raise ValueError(f"{tool_name()}: no template in {exp_dir} uses {unused}")
     return written
 
 
@@ -154,7 +155,7 @@ def main(argv=None):
     args = parse_args(argv)
     written = render_experiment(args.exp, args.out, parse_values(args.set), args.allow_unused, args.edits,
                                 parse_values(args.set_if_used, "--set-if-used"))
-    print(f"render_experiment.py: {len(written)} files rendered into {args.out}")
+    print(f"{tool_name()}: {len(written)} files rendered into {args.out}")
     return 0
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from dsrg.cli import add_hidden_aliases, add_no_progress, run_main
 from dsrg.cues import load_cues
 from dsrg.fileio import atomic_write_json, atomic_write_text
-from dsrg.listfiles import read_class_names, read_image_ids
+from dsrg.lists import read_class_names, read_image_ids, read_indexed_list
 from dsrg.progress import progress as show_progress
 from dsrg.seeds import (SeedQuality, cue_seed_masks, find_seed_file, format_seed_markdown, format_seed_table,
-                        load_seed_map, read_ground_truth, read_indexed_list, sample_labels_on_grid)
+                        load_seed_map, read_ground_truth, sample_labels_on_grid)
 from dsrg.voc import CLASS_NAMES, NUM_CLASSES
 
 

@@ -40,7 +40,7 @@ from dsrg.cli import EXPECTED_ERRORS, add_inference_options, add_no_progress, er
 from dsrg.evaluation import resolve_class_names
 from dsrg.fileio import atomic_save_image, atomic_save_label_png, read_rgb
 from dsrg.inference import dense_crf, predict
-from dsrg.listfiles import read_class_names
+from dsrg.lists import read_class_names
 from dsrg.progress import progress
 from dsrg.visual import legend, overlay, paste_legend
 from pylayers.netio import CaffeForward, load_net

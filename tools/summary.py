@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from dsrg.cli import run_main
+from dsrg.cli import run_main, tool_name
 from dsrg.evaluation import all_background_confusion
 
 FINAL = "eval_val_stage2.json"
@@ -67,12 +67,12 @@ def main(argv=None):
     args = parse_args(argv)
     run = Path(args.run_dir)
     if not run.is_dir():
-        print(f"summary.py: error: the run folder {run} does not exist", file=sys.stderr)
+        print(f"{tool_name()}: error: the run folder {run} does not exist", file=sys.stderr)
         return 1
     lines, final = summary_lines(run)
     print("\n".join(lines))
     if final is None:
-        print(f"summary.py: error: no final evaluation ({run / FINAL}) yet", file=sys.stderr)
+        print(f"{tool_name()}: error: no final evaluation ({run / FINAL}) yet", file=sys.stderr)
         return 1
     print(f"final val mIoU: {final['miou']:.2f}")
     return 0

@@ -44,8 +44,10 @@ Example:
       --out runs/demo/stage1 --iters 600 --log-every 20
 """
 import argparse
+import dataclasses
 import datetime
 import io
+import json
 import math
 import os
 import signal
@@ -55,10 +57,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrg.cli import tool_name
 from dsrg.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dsrg.progress import progress as show_progress
 from dsrg.softmax import MIN_PROB
-from pylayers.netio import check_layer_modules, load_weights, use_caffe
+from pylayers.netio import WARNINGS, check_layer_modules, import_caffe, load_weights, use_caffe
 from pylayers.snapshots import (SnapshotError, clear_staging, remove_snapshots_from, restore, resume_latest,
                                  rotate_snapshots, snapshot_files, snapshot_problem, staging_prefix, take_snapshot)
 
@@ -179,21 +182,13 @@ def parse_args(argv):
     return args
 
 
-def import_caffe():
-    os.environ.setdefault("GLOG_minloglevel", "1")
-    import caffe
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    return caffe, caffe_pb2, text_format
-
-
 def prepare_solver(args, caffe_pb2, text_format, out):
     """Read the solver, point it into OUT, and write OUT/solver.prototxt. Returns (param, prefix,
     snapshot period): Caffe's own snapshots are off (train.py takes them, see pylayers.snapshots)
     and point into the staging folder."""
     solver_path = Path(args.solver).resolve()
     if not solver_path.is_file():
-        raise FileNotFoundError(f"train.py: solver file not found: {solver_path}")
+        raise FileNotFoundError(f"{tool_name()}: solver file not found: {solver_path}")
     param = caffe_pb2.SolverParameter()
     text_format.Merge(solver_path.read_text(), param)
     field = "net" if param.HasField("net") else "train_net" if param.HasField("train_net") else None
@@ -329,17 +324,6 @@ def net_outputs(net):
     return values
 
 
-def stop_run(error, prefix, out, header, rows, discard_from=None):
-    """Raise `error` after removing the snapshots from iteration `discard_from` on (when given) and
-    writing the log and the curve as they stand."""
-    if discard_from is not None:
-        remove_snapshots_from(prefix, discard_from)
-    if header is not None:
-        write_log(out / LOG_NAME, header, rows)
-        plot_curve(out / CURVE_NAME, header, rows, prefix.name)
-    raise error
-
-
 class CaffeFormatLog:
     """OUT/caffe.log: the training figures in the lines Caffe's own solver logs, so that Caffe's
     tools/extra/parse_log.py (and plot_training_log.py) read it: a `Solving` line when a run (or a
@@ -367,144 +351,257 @@ class CaffeFormatLog:
             self._write("solver.cpp:237", f"    Train net output #{index}: {name} = {value:.6g}")
 
 
+class TrainingLog:
+    """The figures of a run: the net outputs of each iteration gathered into a window, and every
+    --log-every iterations the window means appended to OUT/train_log.tsv (redrawn as
+    OUT/loss_curve.png) and OUT/caffe.log (:class:`CaffeFormatLog`). A resumed run keeps the rows of
+    the existing log up to the iteration it resumes from."""
+
+    def __init__(self, out, title, start_iteration):
+        self.path, self.curve_path, self.title = out / LOG_NAME, out / CURVE_NAME, title
+        self.header, self.rows = read_log(self.path, start_iteration)
+        self.window = {}
+        self.caffe_log = CaffeFormatLog(out / CAFFE_LOG_NAME)
+        self.caffe_log.start(title, start_iteration)
+
+    def add(self, values):
+        """Gather one iteration's outputs ({name: value}) into the window."""
+        for name, value in values.items():
+            self.window.setdefault(name, []).append(value)
+
+    def close_window(self, iteration, lr):
+        """Append the window means as the row of `iteration` (a new header, and no earlier rows, when the
+        outputs changed), write them to both logs and the curve, start a new window; returns the
+        means as one line of text ("name value  name value")."""
+        names = sorted(self.window)
+        if self.header is None or self.header[1:] != names:
+            self.header, self.rows = ["iteration"] + names, []
+        self.rows.append([iteration] + [float(np.mean(self.window[name])) for name in names])
+        self.window = {}
+        self.caffe_log.window(iteration, names, self.rows[-1][1:], lr)
+        self.save()
+        return "  ".join(f"{name} {value:.4g}" for name, value in zip(names, self.rows[-1][1:]))
+
+    def write_table(self):
+        """Write OUT/train_log.tsv as it stands (nothing before the first row)."""
+        if self.header is not None:
+            write_log(self.path, self.header, self.rows)
+
+    def save(self):
+        """Write OUT/train_log.tsv and redraw OUT/loss_curve.png as they stand (nothing before the first row)."""
+        if self.header is not None:
+            write_log(self.path, self.header, self.rows)
+            plot_curve(self.curve_path, self.header, self.rows, self.title)
+
+    def final_outputs(self):
+        """{name: value} of the last row, {} before the first."""
+        return dict(zip(self.header[1:], self.rows[-1][1:])) if self.rows else {}
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """One run of a solver: the tool's arguments, OUT, the snapshot prefix (OUT/snapshots/<name>), the
+    solver type, the last iteration, the snapshot period, and where and when this run began."""
+
+    args: argparse.Namespace
+    out: Path
+    prefix: Path
+    solver_type: str
+    max_iter: int
+    period: int
+    start_iter: int
+    start_time: float = dataclasses.field(default_factory=time.time)
+
+
 def save_weights_atomically(net, path):
+    """Save the net's weights to `path` through a temporary file renamed into place."""
     tmp = path.with_name(f".{path.name}.tmp")
     net.save(str(tmp))
     os.replace(tmp, path)
 
 
-def initialise(solver, args, prefix, solver_type):
+def already_done(out, max_iter):
+    """Whether OUT holds a finished run of `max_iter` iterations (OUT/train_done.json saying so and
+    OUT/final.caffemodel)."""
+    done_path = out / DONE_NAME
+    if not (done_path.is_file() and (out / FINAL_WEIGHTS).is_file()):
+        return False
+    return json.loads(done_path.read_text()).get("iterations") == max_iter
+
+
+def open_solver(param, args, out):
+    """Caffe's solver for OUT/solver.prototxt on the chosen device, once every net it names passed
+    :func:`check_layer_modules`; a net whose set-up raises (a layer over a bad file, say) is a
+    LayerError naming the solver."""
+    for net_field in ("net", "train_net"):
+        if param.HasField(net_field):
+            check_layer_modules(getattr(param, net_field))
+    for test_net in param.test_net:
+        check_layer_modules(test_net)
+    caffe = use_caffe(args.gpu)
+    try:
+        return caffe.get_solver(str(out / "solver.prototxt"))
+    except (RuntimeError, OSError, ValueError) as error:
+        raise LayerError(f"{tool_name()}: cannot set up the net of {args.solver}: {error}") from error
+
+
+def resume_or_initialise(solver, args, prefix, solver_type):
     """Resume from --snapshot (verified), else from the newest usable snapshot, else load --weights.
     Returns the .solverstate resumed from, or None."""
     for name in clear_staging(prefix):
-        print(f"train.py: removed {name}, left in {staging_prefix(prefix).parent} by an interrupted snapshot")
+        print(f"{tool_name()}: removed {name}, left in {staging_prefix(prefix).parent} by an interrupted snapshot")
     if args.snapshot:
         resume = Path(args.snapshot)
         if not resume.is_file():
-            raise FileNotFoundError(f"train.py: snapshot to resume from not found: {resume}")
+            raise FileNotFoundError(f"{tool_name()}: snapshot to resume from not found: {resume}")
         problem = snapshot_problem(resume, resume.with_suffix(".caffemodel"), solver.net, solver_type)
         if problem is not None:
-            raise SnapshotError(f"train.py: cannot resume: {problem}")
+            raise SnapshotError(f"{tool_name()}: cannot resume: {problem}")
         restore(solver, resume)
     else:
-        resume = resume_latest(solver, prefix, solver_type, lambda text: print(f"train.py: {text}", file=sys.stderr))
+        resume = resume_latest(solver, prefix, solver_type,
+                               lambda text: print(f"{tool_name()}: {text}", file=sys.stderr))
     if resume is not None:
-        print(f"train.py: resumed from {resume} at iteration {solver.iter}")
+        print(f"{tool_name()}: resumed from {resume} at iteration {solver.iter}")
     elif args.weights:
-        print(load_weights(solver.net, args.weights.split(","), "train.py").summary("train.py"))
+        print(load_weights(solver.net, args.weights.split(","), tool_name()).summary(tool_name()))
     return resume
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    caffe, caffe_pb2, text_format = import_caffe()
-    param, prefix, period = prepare_solver(args, caffe_pb2, text_format, out)
-    max_iter = param.max_iter
-    solver_type = solver_type_name(param, caffe_pb2)
+def snapshot_now(solver, run):
+    """A snapshot at the current iteration unless one exists; returns its .solverstate."""
+    existing = snapshot_files(run.prefix).get(solver.iter)
+    return existing[0] if existing else take_snapshot(solver, run.prefix, run.solver_type)
 
-    done_path = out / DONE_NAME
-    if done_path.is_file() and (out / FINAL_WEIGHTS).is_file():
-        import json
-        done = json.loads(done_path.read_text())
-        if done.get("iterations") == max_iter:
-            print(f"train.py: {out} already holds a finished {max_iter}-iteration run; skipping")
-            return 0
 
-    for field in ("net", "train_net"):
-        if param.HasField(field):
-            check_layer_modules(getattr(param, field))
-    for test_net in param.test_net:
-        check_layer_modules(test_net)
-    use_caffe(args.gpu)
+def stop_run(error, run, log, discard_from=None):
+    """Raise `error` after removing the snapshots from iteration `discard_from` on (when given) and
+    writing the log and the curve as they stand."""
+    if discard_from is not None:
+        remove_snapshots_from(run.prefix, discard_from)
+    log.save()
+    raise error
+
+
+def step(solver, run, log):
+    """One iteration (`solver.step(1)`). A layer that raises stops the run with a LayerError naming the
+    iteration (:func:`stop_run`), after a snapshot of the progress this run made, if any."""
+    iteration = solver.iter
     try:
-        solver = caffe.get_solver(str(out / "solver.prototxt"))
+        solver.step(1)
     except (RuntimeError, OSError, ValueError) as error:
-        raise LayerError(f"train.py: cannot set up the net of {args.solver}: {error}") from error
-    resume = initialise(solver, args, prefix, solver_type)
+        saved = "no snapshot of this run to keep"
+        if solver.iter > run.start_iter:
+            snapshot_now(solver, run)
+            saved = f"the snapshot at iteration {solver.iter} is kept and a rerun resumes from it"
+        stop_run(LayerError(f"{tool_name()}: iteration {iteration} stopped (solver {run.args.solver}): "
+                            f"{error}; {saved}"), run, log)
 
-    def snapshot_now():
-        """A snapshot at the current iteration unless one exists; returns its .solverstate."""
-        existing = snapshot_files(prefix).get(solver.iter)
-        return existing[0] if existing else take_snapshot(solver, prefix, solver_type)
 
-    log_path = out / LOG_NAME
-    header, rows = read_log(log_path, solver.iter)
-    caffe_log = CaffeFormatLog(out / CAFFE_LOG_NAME)
-    caffe_log.start(prefix.name, solver.iter)
-    window = {}
-    start_iter, start_time = solver.iter, time.time()
-    guard = StuckLossGuard(args.stuck_iters, args.stuck_tolerance)
-    progress = show_progress(total=max_iter, initial=solver.iter, desc=f"train {prefix.name}", unit="it",
-                             disable=args.no_progress)
+def guard_failure(iteration, values, guard, solver_file):
+    """The divergence guards on the net outputs `values` ({name: value}) of `iteration`: a
+    (TrainingDiverged, first iteration whose snapshots are to go) pair for a non-finite output or a
+    loss output `guard` (a :class:`StuckLossGuard`, fed these values) finds stuck; else None."""
+    bad = {name: value for name, value in values.items() if not np.isfinite(value)}
+    if bad:
+        described = ", ".join(f"'{name}' = {value}" for name, value in sorted(bad.items()))
+        return TrainingDiverged(f"{tool_name()}: training diverged at iteration {iteration} (solver {solver_file}): "
+                                f"non-finite net output {described}"), iteration
+    stuck = guard.observe(iteration, values)
+    if stuck is None:
+        return None
+    description, first = stuck
+    return TrainingDiverged(
+        f"{tool_name()}: training stuck at iteration {iteration} (solver {solver_file}): "
+        f"{description}. Lower base_lr or the lr_mult of the new layers (e.g. fc6/fc7/fc8) and "
+        f"rerun; snapshots from iteration {first} on are removed, earlier ones kept (--stuck-iters 0 "
+        f"turns this check off)"), first
+
+
+def snapshot_on_schedule(solver, run, guard):
+    """Every `run.period` iterations a snapshot, then the snapshots rotated down to --keep-snapshots,
+    keeping those taken before a loss output began a run the guard suspects."""
+    if solver.iter % run.period == 0:
+        take_snapshot(solver, run.prefix, run.solver_type)
+        rotate_snapshots(run.prefix, run.args.keep_snapshots, guard.suspect_since())
+
+
+def stop_for_signal(signum, solver, run, log):
+    """Raise Stopped for signal `signum`, after a snapshot at the current iteration (when this run made
+    progress) and writing the log as it stands."""
+    where = snapshot_now(solver, run) if solver.iter > run.start_iter else "none taken (no iteration done)"
+    name = signal.Signals(signum).name
+    log.write_table()
+    raise Stopped(f"{tool_name()}: stopped by {name} at iteration {solver.iter}; snapshot: {where}; "
+                  "a rerun resumes from it", signum)
+
+
+def run_iterations(solver, run, log, guard):
+    """Step the solver to `run.max_iter`: after each iteration the guards, the log window, the
+    scheduled snapshot, a log row every --log-every iterations and at the end (printed as a progress
+    line), and a stop for SIGTERM or SIGINT."""
+    progress = show_progress(total=run.max_iter, initial=solver.iter, desc=f"train {run.prefix.name}", unit="it",
+                             disable=run.args.no_progress)
     try:
         with StopSignals() as signals:
-            while solver.iter < max_iter:
+            while solver.iter < run.max_iter:
                 iteration = solver.iter
-                try:
-                    solver.step(1)
-                except (RuntimeError, OSError, ValueError) as error:
-                    saved = "no snapshot of this run to keep"
-                    if solver.iter > start_iter:
-                        snapshot_now()
-                        saved = f"the snapshot at iteration {solver.iter} is kept and a rerun resumes from it"
-                    stop_run(LayerError(f"train.py: iteration {iteration} stopped (solver {args.solver}): {error}; "
-                                        f"{saved}"), prefix, out, header, rows)
+                step(solver, run, log)
                 values = net_outputs(solver.net)
-                bad = {name: value for name, value in values.items() if not np.isfinite(value)}
-                if bad:
-                    described = ", ".join(f"'{name}' = {value}" for name, value in sorted(bad.items()))
-                    stop_run(TrainingDiverged(
-                        f"train.py: training diverged at iteration {iteration} (solver {args.solver}): "
-                        f"non-finite net output {described}"), prefix, out, header, rows, discard_from=iteration)
-                stuck = guard.observe(iteration, values)
-                if stuck is not None:
-                    description, first = stuck
-                    stop_run(TrainingDiverged(
-                        f"train.py: training stuck at iteration {iteration} (solver {args.solver}): {description}. "
-                        f"Lower base_lr or the lr_mult of the new layers (e.g. fc6/fc7/fc8) and rerun; snapshots "
-                        f"from iteration {first} on are removed, earlier ones kept (--stuck-iters 0 turns this "
-                        f"check off)"), prefix, out, header, rows, discard_from=first)
-                for name, value in values.items():
-                    window.setdefault(name, []).append(value)
+                failure = guard_failure(iteration, values, guard, run.args.solver)
+                if failure is not None:
+                    error, discard_from = failure
+                    stop_run(error, run, log, discard_from=discard_from)
+                log.add(values)
                 progress.update(1)
-                done_iters = solver.iter
-                if done_iters % period == 0:
-                    take_snapshot(solver, prefix, solver_type)
-                    rotate_snapshots(prefix, args.keep_snapshots, guard.suspect_since())
-                if done_iters % args.log_every == 0 or done_iters == max_iter:
-                    names = sorted(window)
-                    if header is None or header[1:] != names:
-                        header, rows = ["iteration"] + names, []
-                    rows.append([done_iters] + [float(np.mean(window[name])) for name in names])
-                    window = {}
-                    caffe_log.window(done_iters, names, rows[-1][1:], solver.lr)
-                    write_log(log_path, header, rows)
-                    plot_curve(out / CURVE_NAME, header, rows, prefix.name)
-                    summary = "  ".join(f"{name} {value:.4g}" for name, value in zip(names, rows[-1][1:]))
-                    progress.write(f"iter {done_iters}/{max_iter}  {summary}")
+                snapshot_on_schedule(solver, run, guard)
+                if solver.iter % run.args.log_every == 0 or solver.iter == run.max_iter:
+                    summary = log.close_window(solver.iter, solver.lr)
+                    progress.write(f"iter {solver.iter}/{run.max_iter}  {summary}")
                 if signals.received is not None:
-                    where = snapshot_now() if solver.iter > start_iter else "none taken (no iteration done)"
-                    name = signal.Signals(signals.received).name
-                    if header is not None:
-                        write_log(log_path, header, rows)
-                    raise Stopped(f"train.py: stopped by {name} at iteration {solver.iter}; snapshot: {where}; "
-                                  "a rerun resumes from it", signals.received)
+                    stop_for_signal(signals.received, solver, run, log)
     finally:
         progress.close()
 
-    snapshot_now()
-    rotate_snapshots(prefix, args.keep_snapshots, guard.suspect_since())
-    save_weights_atomically(solver.net, out / FINAL_WEIGHTS)
-    elapsed = time.time() - start_time
-    final = dict(zip(header[1:], rows[-1][1:])) if rows else {}
-    atomic_write_json(done_path, {
-        "iterations": max_iter, "solver": str(Path(args.solver).resolve()), "weights": args.weights,
+
+def finish(solver, run, log, guard, resume):
+    """The end of a run: a last snapshot (rotated as on schedule), the weights in OUT/final.caffemodel,
+    OUT/train_done.json (iterations, solver, weights, resumed-from, timings, final outputs) and the
+    closing line."""
+    snapshot_now(solver, run)
+    rotate_snapshots(run.prefix, run.args.keep_snapshots, guard.suspect_since())
+    save_weights_atomically(solver.net, run.out / FINAL_WEIGHTS)
+    elapsed = time.time() - run.start_time
+    atomic_write_json(run.out / DONE_NAME, {
+        "iterations": run.max_iter, "solver": str(Path(run.args.solver).resolve()), "weights": run.args.weights,
         "resumed_from": str(resume) if resume else None, "seconds_this_run": round(elapsed, 1),
-        "seconds_per_iteration": round(elapsed / max(1, max_iter - start_iter), 4), "final_outputs": final,
+        "seconds_per_iteration": round(elapsed / max(1, run.max_iter - run.start_iter), 4),
+        "final_outputs": log.final_outputs(),
     })
-    print(f"train.py: {max_iter} iterations done in {elapsed:.0f} s this run; weights {out / FINAL_WEIGHTS}")
+    print(f"{tool_name()}: {run.max_iter} iterations done in {elapsed:.0f} s this run; weights "
+          f"{run.out / FINAL_WEIGHTS}")
+
+
+def main(argv=None):
+    """Train as the module doc describes; returns 0, or raises what the exit statuses below report."""
+    args = parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    caffe_pb2 = import_caffe(log_level=WARNINGS).proto.caffe_pb2
+    from google.protobuf import text_format
+
+    param, prefix, period = prepare_solver(args, caffe_pb2, text_format, out)
+    if already_done(out, param.max_iter):
+        print(f"{tool_name()}: {out} already holds a finished {param.max_iter}-iteration run; skipping")
+        return 0
+    solver = open_solver(param, args, out)
+    solver_type = solver_type_name(param, caffe_pb2)
+    resume = resume_or_initialise(solver, args, prefix, solver_type)
+    log = TrainingLog(out, prefix.name, solver.iter)
+    run = TrainingRun(args, out, prefix, solver_type, param.max_iter, period, start_iter=solver.iter)
+    guard = StuckLossGuard(args.stuck_iters, args.stuck_tolerance)
+    run_iterations(solver, run, log, guard)
+    finish(solver, run, log, guard, resume)
     return 0
 
 
@@ -521,4 +618,4 @@ if __name__ == "__main__":
         print(stopped, file=sys.stderr)
         sys.exit(128 + stopped.signum)
     except (FileNotFoundError, ValueError, SnapshotError) as error:
-        sys.exit(f"train.py: error: {error}")
+        sys.exit(f"{tool_name()}: error: {error}")

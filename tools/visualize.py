@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dsrg.cli import add_hidden_aliases, add_no_progress, run_main
+from dsrg.cli import add_hidden_aliases, add_no_progress, run_main, tool_name
 from dsrg.cues import load_cues
 from dsrg.evaluation import resolve_class_names
 from dsrg.fileio import atomic_save_image, read_label_png
-from dsrg.listfiles import read_class_names, read_image_ids
+from dsrg.lists import read_class_names, read_image_ids, read_indexed_list
 from dsrg.progress import progress
-from dsrg.seeds import cue_seed_masks, find_seed_file, load_seed_map, read_indexed_list
+from dsrg.seeds import cue_seed_masks, find_seed_file, load_seed_map
 from dsrg.visual import (BACKGROUND_GREY, colorize, draw_cues, draw_grown_seeds, legend, make_row, seeds_to_label_map,
                          stack)
 from dsrg.voc import IGNORE_LABEL, NUM_CLASSES
@@ -142,7 +142,7 @@ def main(argv=None):
         width = max(row.width for row, _, _ in rows)
         atomic_save_image(args.grid, stack([row for row, _, _ in rows],
                                            legend(class_names, width, shown, background_seeds)))
-    print(f"visualize: {len(ids)} ids, {written} per-id PNGs written"
+    print(f"{tool_name()}: {len(ids)} ids, {written} per-id PNGs written"
           + (f", grid {args.grid}" if args.grid and rows else ""))
 
 

@@ -42,7 +42,7 @@ def heatmaps_on_grid(heatmaps, size):
     heatmaps = np.asarray(heatmaps, dtype=np.float32)
     if heatmaps.shape[-2:] == (size, size):
         return heatmaps
-    return bilinear_resize(heatmaps[None], size, size)[0].astype(np.float32)
+    return bilinear_resize(heatmaps, size, size, dtype=np.float32)
 
 
 def foreground_mask(heatmap, threshold=FOREGROUND_THRESHOLD, rule="max"):

@@ -17,6 +17,12 @@ from pathlib import Path
 EXPECTED_ERRORS = (OSError, ValueError)
 
 
+def tool_name():
+    """The running tool's file name as it was started (Path(sys.argv[0]).name, e.g. "train.py"): the
+    prefix of its messages."""
+    return Path(sys.argv[0]).name
+
+
 def run_main(main, argv=None, also=()):
     """Run a tool's `main(argv)` and return its exit status: an int it returns, else 0 (a tool may
     return its summary). An expected error (EXPECTED_ERRORS, plus the exception types in `also`) is
@@ -32,7 +38,7 @@ def run_main(main, argv=None, also=()):
 def error_line(error, name=None):
     """An expected error as the one line a tool prints: its message, prefixed with the tool's name
     (`name`, default the running script's) unless the message already starts with it."""
-    name = name or Path(sys.argv[0]).name
+    name = name or tool_name()
     text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     return text if text.startswith(f"{name}:") else f"{name}: error: {text}"
 

@@ -4,7 +4,7 @@ Everything the pipeline reads is opened once, so that a bad file stops the run i
 than hours into training:
 
 - the list files (input list, training ids, val ids) are read by the project's readers
-  (:func:`dsrg.seeds.read_indexed_list`, :func:`dsrg.listfiles.read_image_ids`; LF or CRLF line
+  (:func:`dsrg.lists.read_indexed_list`, :func:`dsrg.lists.read_image_ids`; LF or CRLF line
   endings both work). A UTF-8 byte-order mark is a problem: the Python readers skip it, but
   Caffe's ImageData and run.sh's awk read it as part of the first image name. An input list that
   lists an id twice, or gives two ids the same cue index, is a problem;
@@ -36,8 +36,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dsrg.cues import dense_cues, image_cue_entry, load_cues
 from dsrg.fileio import image_size_problem, read_label_png
-from dsrg.listfiles import read_image_ids, read_list_lines
-from dsrg.seeds import read_indexed_list
+from dsrg.lists import read_image_ids, read_indexed_list, read_list_lines
 from dsrg.voc import IGNORE_LABEL
 
 REPORT_FORMAT = "dsrg-data-check-v1"

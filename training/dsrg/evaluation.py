@@ -157,14 +157,14 @@ def format_table(summary):
     lines = [f"{'class':<{width}}{'IoU':>8}{'acc':>8}{'prec':>8}{'GT px':>12}"]
     for row in summary["per_class"]:
         lines.append(
-            f"{row['name']:<{width}}{_fmt(row['iou'])}{_fmt(row['accuracy'])}{_fmt(row['precision'])}"
-            f"{row['gt_pixels']:>12d}"
+            f"{row['name']:<{width}}{format_score(row['iou'])}{format_score(row['accuracy'])}"
+            f"{format_score(row['precision'])}{row['gt_pixels']:>12d}"
         )
-    lines.append(f"pixel accuracy: {_fmt(summary['pixel_accuracy']).strip()}")
-    lines.append(f"mean class accuracy: {_fmt(summary['mean_class_accuracy']).strip()}")
+    lines.append(f"pixel accuracy: {format_score(summary['pixel_accuracy']).strip()}")
+    lines.append(f"mean class accuracy: {format_score(summary['mean_class_accuracy']).strip()}")
     other = "nonzero" if summary["miou_mode"] == "standard" else "standard"
-    lines.append(f"mIoU ({other} mode, for reference): {_fmt(summary['miou_' + other]).strip()}")
-    lines.append(f"mIoU: {_fmt(summary['miou']).strip()}")
+    lines.append(f"mIoU ({other} mode, for reference): {format_score(summary['miou_' + other]).strip()}")
+    lines.append(f"mIoU: {format_score(summary['miou']).strip()}")
     return "\n".join(lines)
 
 
@@ -194,5 +194,7 @@ def percent(value):
     return None if np.isnan(value) else round(100.0 * value, 4)
 
 
-def _fmt(value):
-    return f"{'-':>8}" if value is None else f"{value:8.2f}"
+def format_score(value, width=8):
+    """A score of a table (a percentage from :func:`percent`) right-aligned in `width` characters with
+    two decimals; an undefined one (None) as "-"."""
+    return f"{'-':>{width}}" if value is None else f"{value:{width}.2f}"

@@ -22,23 +22,13 @@ FUSE_MODES = ("probs", "scores")
 PROB_FLOOR = 1e-5
 
 
-def resize_bilinear(array, out_h, out_w):
-    """Aligned-corners bilinear resize (dsrg.resize) of a C×H×W array to C×out_h×out_w, float32."""
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim != 3:
-        raise ValueError(f"resize_bilinear: expected a C×H×W array, got shape {array.shape}")
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"resize_bilinear: output size must be positive, got {out_h}×{out_w}")
-    return bilinear_resize(array[np.newaxis], out_h, out_w)[0].astype(np.float32)
-
-
 def preprocess(image_rgb, out_h, out_w, mean_bgr=MEAN_BGR):
     """H×W×3 uint8 RGB image -> 1×3×out_h×out_w float32 network input (BGR, mean subtracted)."""
     image = np.asarray(image_rgb)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"preprocess: expected an H×W×3 RGB image, got shape {image.shape}")
     bgr = image[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)
-    resized = resize_bilinear(bgr, out_h, out_w)
+    resized = bilinear_resize(bgr, out_h, out_w, dtype=np.float32)
     resized -= np.asarray(mean_bgr, dtype=np.float32)[:, None, None]
     return resized[None]
 
@@ -84,7 +74,8 @@ def fuse_scales(score_maps, out_h, out_w, fuse="scores"):
     total = None
     for scores in score_maps:
         scores = np.asarray(scores, dtype=np.float32)
-        resized = resize_bilinear(plain_softmax(scores, axis=0) if fuse == "probs" else scores, out_h, out_w)
+        resized = bilinear_resize(plain_softmax(scores, axis=0) if fuse == "probs" else scores, out_h, out_w,
+                                  dtype=np.float32)
         total = resized if total is None else total + resized
     probs = total / len(score_maps) if fuse == "probs" else plain_softmax(total, axis=0)
     probs = np.maximum(probs, PROB_FLOOR)

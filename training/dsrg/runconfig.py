@@ -30,7 +30,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsrg.listfiles import read_class_names, read_image_ids
+from dsrg.lists import read_class_names, read_image_ids
 
 CONFIG_NAME = "config.sh"
 ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")

@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cues import dense_cues, image_cue_entry
-from dsrg.evaluation import ConfusionMatrix, nanmean, percent, resolve_class_names, safe_divide
+from dsrg.evaluation import ConfusionMatrix, format_score, nanmean, percent, resolve_class_names, safe_divide
 from dsrg.fileio import read_label_png
-from dsrg.listfiles import image_id, read_list_lines
 from dsrg.resize import aligned_corner_indices
 from dsrg.voc import IGNORE_LABEL
 
@@ -89,22 +88,6 @@ def find_seed_file(seed_dir, image_name):
             return candidate
     raise FileNotFoundError(f"{seed_dir}: no grown seeds for image id {image_name} "
                             f"(expected {image_name}.npy or {image_name}.png)")
-
-
-def read_indexed_list(path):
-    """(image id, cue index) pairs from an input_list ("<id>.jpg <index>" per line; line endings and a
-    byte-order mark as :func:`dsrg.listfiles.read_list_lines` reads them)."""
-    pairs = []
-    for number, line in enumerate(read_list_lines(path), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < 2 or not fields[1].lstrip("-").isdigit():
-            raise ValueError(f"{path}:{number}: expected '<id>.jpg <index>', got {line!r}")
-        pairs.append((image_id(fields[0]), int(fields[1])))
-    if not pairs:
-        raise ValueError(f"{path}: the input list is empty")
-    return pairs
 
 
 def cue_seed_masks(cue_mapping, cue_index, num_classes, grid_size, source="cue file"):
@@ -216,18 +199,16 @@ def format_seed_table(summary, title="seeds"):
     lines = [f"{title}: {summary['images']} images, {summary['valid_cells']} valid cells, {summary['seeds']} seeds",
              f"{'class':<{width}}{'prec':>8}{'recall':>8}{'density':>9}{'seeds':>10}{'GT cells':>10}"]
     for row in summary["per_class"]:
-        lines.append(f"{row['name']:<{width}}{_cell(row['precision'])}{_cell(row['recall'])}"
-                     f"{_cell(row['density'], 9)}{row['seeds']:>10d}{row['gt_cells']:>10d}")
+        lines.append(f"{row['name']:<{width}}{format_score(row['precision'])}{format_score(row['recall'])}"
+                     f"{format_score(row['density'], 9)}{row['seeds']:>10d}{row['gt_cells']:>10d}")
     fg = summary["foreground"]
-    lines.append(f"foreground: precision {_cell(fg['precision']).strip()}  recall {_cell(fg['recall']).strip()}  "
-                 f"density {_cell(fg['density']).strip()}")
-    lines.append(f"overall: precision {_cell(summary['precision']).strip()}  recall {_cell(summary['recall']).strip()}"
-                 f"  coverage {_cell(summary['coverage']).strip()}  conflict {_cell(summary['conflict']).strip()}")
+    lines.append(f"foreground: precision {format_score(fg['precision']).strip()}  "
+                 f"recall {format_score(fg['recall']).strip()}  density {format_score(fg['density']).strip()}")
+    lines.append(f"overall: precision {format_score(summary['precision']).strip()}  "
+                 f"recall {format_score(summary['recall']).strip()}  "
+                 f"coverage {format_score(summary['coverage']).strip()}  "
+                 f"conflict {format_score(summary['conflict']).strip()}")
     return "\n".join(lines)
-
-
-def _cell(value, width=8):
-    return f"{'-':>{width}}" if value is None else f"{value:{width}.2f}"
 
 
 def format_seed_markdown(summaries):

@@ -23,26 +23,8 @@ import numpy as np
 from PIL import UnidentifiedImageError
 
 from dsrg.fileio import read_label_png, read_rgb
+from dsrg.lists import read_image_label_pairs
 from dsrg.voc import IGNORE_LABEL
-
-
-def read_list_file(root_folder, source):
-    """[(image path, label path)] of a DeepLab list file; a malformed line names the file and line."""
-    source = Path(source)
-    if not source.is_file():
-        raise FileNotFoundError(f"segmentation list file not found: {source}")
-    root = Path(root_folder)
-    entries = []
-    for number, line in enumerate(source.read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 2:
-            raise ValueError(f"{source}:{number}: expected 'image_path label_path', got {line!r}")
-        entries.append((root / fields[0].lstrip("/"), root / fields[1].lstrip("/")))
-    if not entries:
-        raise ValueError(f"{source}: the list file has no entries")
-    return entries
 
 
 def read_bgr_image(path):
@@ -117,7 +99,7 @@ class SegmentationBatchLoader:
         self.crop_height, self.crop_width = crop_shape(crop_size)
         if len(mean) != 3:
             raise ValueError(f"mean must hold 3 values (B, G, R), got {len(mean)}: {mean!r}")
-        self.entries = read_list_file(root_folder, source)
+        self.entries = read_image_label_pairs(root_folder, source)
         self.batch_size = batch_size
         self.mean = np.asarray(mean, dtype=np.float32)
         self.scale = np.float32(scale)

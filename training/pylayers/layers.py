@@ -13,9 +13,9 @@ from dsrg.cues import MAX_LABELS_PER_IMAGE, annotation_batch, image_index_from_l
 from dsrg.fileio import MAX_IMAGE_SIDE
 from dsrg.growing import grow_cues
 from dsrg.imagelabels import read_image_labels
+from dsrg.lists import read_indexed_list
 from dsrg.params import REQUIRED, Within, parse_param_str
 from dsrg.seedgrowth import seed_densities
-from dsrg.seeds import read_indexed_list
 from dsrg.softmax import floor_probs, plain_softmax, softmax_backward_from_plain
 from dsrg.voc import NUM_CLASSES
 

@@ -1,25 +1,41 @@
-"""Caffe for the command-line tools: CPU or GPU mode, and deploy nets opened with their files checked.
+"""Caffe for the command-line tools: one import with one log level, CPU or GPU mode, and deploy nets
+opened with their files checked.
 
-Caffe is imported on first use, after GLOG_minloglevel defaults to 2 (no start-up log), so a tool's
-``--help`` and argument errors never load it.
+Every tool imports Caffe through :func:`import_caffe` (its protobuf messages through
+:func:`caffe_protos`), on first use, so a tool's ``--help`` and argument errors never load it.
+Caffe's log threshold is glog's GLOG_minloglevel (0 INFO, 1 WARNING, 2 ERROR), read once, when
+caffe is first imported; :func:`import_caffe` sets it just before, to ERRORS_ONLY unless told
+otherwise, and a GLOG_minloglevel already in the environment wins.
 """
 import os
 from pathlib import Path
 
 from dsrg.weights import WeightsError, h5_file
 
+# The tools' level: Caffe's errors only, no start-up log of every layer a net sets up.
+ERRORS_ONLY = 2
+# tools/train.py's level: Caffe's warnings too, its only notice of a deprecated field it upgraded (a V1
+# solver's solver_type: "Note that future Caffe releases will only support 'type' field ...").
+WARNINGS = 1
 
-def quiet_glog():
-    """GLOG_minloglevel defaults to 2 (no start-up log); glog reads it when the caffe package is first
-    imported, caffe.proto included, so this comes before any such import."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
+
+def import_caffe(log_level=ERRORS_ONLY):
+    """The caffe module, imported (the first time) once GLOG_minloglevel defaults to `log_level`; a
+    later call returns the module as imported, at the level of the first."""
+    os.environ.setdefault("GLOG_minloglevel", str(log_level))
+    import caffe
+
+    return caffe
+
+
+def caffe_protos():
+    """Caffe's protobuf messages (caffe.proto.caffe_pb2), imported through :func:`import_caffe`."""
+    return import_caffe().proto.caffe_pb2
 
 
 def use_caffe(gpu):
     """The caffe module in GPU mode on device `gpu`, or in CPU mode when `gpu` is None."""
-    quiet_glog()
-    import caffe
-
+    caffe = import_caffe()
     if gpu is not None:
         caffe.set_device(gpu)
         caffe.set_mode_gpu()
@@ -42,11 +58,9 @@ def allowed_layer_modules():
 def read_net_prototxt(net_path):
     """The net prototxt `net_path` as a caffe_pb2.NetParameter; one that does not parse is a ValueError
     naming the file (Caffe would abort the process instead)."""
-    quiet_glog()
-    from caffe.proto import caffe_pb2
     from google.protobuf import text_format
 
-    net = caffe_pb2.NetParameter()
+    net = caffe_protos().NetParameter()
     try:
         text_format.Merge(Path(net_path).read_text(), net)
     except text_format.ParseError as error:
@@ -74,11 +88,9 @@ def caffemodel_blob_shapes(path):
         with h5_file(path, "HDF5 caffemodel") as handle:
             return {name: [(tuple(group[str(index)].shape), False) for index in range(len(group))]
                     for name, group in handle["data"].items()}
-    quiet_glog()
-    from caffe.proto import caffe_pb2
     from google.protobuf.message import DecodeError
 
-    model = caffe_pb2.NetParameter()
+    model = caffe_protos().NetParameter()
     try:
         model.ParseFromString(path.read_bytes())
     except DecodeError as error:
@@ -152,17 +164,20 @@ def load_weights(net, weights, tool):
 
 
 def load_net(deploy, weights, gpu, tool):
-    """caffe.Net(deploy, TEST) on the chosen device with `weights` loaded by :func:`load_weights`; a
-    missing file is an error naming `tool`, a weights file that does not fit the net a WeightsError."""
-    for path, what in ((deploy, "deploy prototxt"), (weights, "weights")):
+    """caffe.Net(deploy, TEST) on the chosen device with `weights` loaded by :func:`load_weights`
+    (None: every layer keeps its filler); a missing file is an error naming `tool`, a weights file that
+    does not fit the net a WeightsError."""
+    files = [(deploy, "deploy prototxt")] + ([(weights, "weights")] if weights is not None else [])
+    for path, what in files:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{tool}: {what} not found: {path}")
     check_layer_modules(deploy)
     caffe = use_caffe(gpu)
     net = caffe.Net(str(deploy), caffe.TEST)
-    loaded = load_weights(net, weights, tool)
-    if loaded.kept:
-        print(loaded.summary(tool))
+    if weights is not None:
+        loaded = load_weights(net, weights, tool)
+        if loaded.kept:
+            print(loaded.summary(tool))
     return net
 
 

@@ -14,7 +14,7 @@ once per layer, as ``column[layer name]``; a net without one gives none.
 import numpy as np
 
 from dsrg.seedgrowth import DENSITY_COLUMNS, PRECISION_COLUMNS, seed_precisions
-from dsrg.seeds import read_indexed_list
+from dsrg.lists import read_indexed_list
 from pylayers.layers import AnnotationLayer, DSRGLayer
 
 

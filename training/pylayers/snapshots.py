@@ -22,7 +22,7 @@ import re
 import shutil
 from pathlib import Path
 
-from pylayers.netio import WeightsError, caffemodel_blob_shapes, matching_layers, net_blob_shapes
+from pylayers.netio import WeightsError, caffe_protos, caffemodel_blob_shapes, matching_layers, net_blob_shapes
 
 STAGING_NAME = ".staging"
 # Solver types whose history holds two blobs per learnable blob (Caffe's AdamPreSolve and
@@ -142,10 +142,9 @@ def take_snapshot(solver, prefix, solver_type):
 
 
 def read_solver_state(state_path):
-    from caffe.proto import caffe_pb2
     from google.protobuf.message import DecodeError
 
-    state = caffe_pb2.SolverState()
+    state = caffe_protos().SolverState()
     try:
         state.ParseFromString(Path(state_path).read_bytes())
     except DecodeError as error:
