@@ -255,13 +255,15 @@ step_prepare() {
   } >"$RUN_DIR/env/git_revision.txt"
 }
 
-# Stage 1 from the solver in $1 (a prototxt folder) into $2.
+# Stage 1 from the solver in $1 (a prototxt folder) into $2. With training ground truth at hand, the
+# grown seeds' precision is logged beside their density (stage1/seed_growth.png); training never sees it.
 train_stage1() {
-  local init=()
+  local init=() seed_gt=()
   [[ -n $INIT_WEIGHTS_FILE ]] && init=(--weights "$INIT_WEIGHTS_FILE")
+  [[ $TRAIN_GT == 1 ]] && seed_gt=(--seed-gt "$GT" --seed-input-list "$STAGE1_LIST")
   # shellcheck disable=SC2046
   "$PY" "$REPO/tools/train.py" --solver "$1/stage1_solver.prototxt" --out "$2" \
-    "${init[@]}" $(iters_arg "$STAGE1_ITERS") --log-every "$LOG_EVERY" "${GPU_ARGS[@]}"
+    "${init[@]}" $(iters_arg "$STAGE1_ITERS") --log-every "$LOG_EVERY" "${seed_gt[@]}" "${GPU_ARGS[@]}"
 }
 
 # Cues from image labels only (CUES=generate): the CAM net (cam_solver.prototxt, initialised like

@@ -4,8 +4,9 @@
 The solver prototxt is read, its net path resolved relative to the solver file, its snapshot
 prefix pointed into OUT/snapshots/, and the result written to OUT/solver.prototxt, which is what
 Caffe then runs. Every iteration is one `solver.step(1)`. Every --log-every iterations the outputs,
-averaged over the window, are appended to OUT/train_log.tsv and OUT/loss_curve.png is redrawn;
-the same figures go to OUT/caffe.log in the lines of Caffe's own solver log, which Caffe's
+averaged over the window, are appended to OUT/train_log.tsv and OUT/loss_curve.png is redrawn
+(a net with a DSRG layer adds the grown seeds' background and foreground density, and with --seed-gt
+their precision, drawn in OUT/seed_growth.png); the same figures go to OUT/caffe.log in the lines of Caffe's own solver log, which Caffe's
 tools/extra/parse_log.py reads.
 
 Guards (each stops the run with a message naming the iteration(s), the output and its value; the
@@ -46,7 +47,6 @@ Example:
 import argparse
 import dataclasses
 import datetime
-import io
 import json
 import math
 import os
@@ -58,16 +58,20 @@ from pathlib import Path
 import numpy as np
 
 from dsrg.cli import tool_name
-from dsrg.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from dsrg.evaluation import nanmean
+from dsrg.fileio import atomic_write_json, atomic_write_text
+from dsrg.plots import plot_loss_curve, plot_seed_growth, seed_columns
 from dsrg.progress import progress as show_progress
 from dsrg.softmax import MIN_PROB
 from pylayers.netio import WARNINGS, check_layer_modules, import_caffe, load_weights, use_caffe
+from pylayers.seedgrowth import SeedGrowthReader
 from pylayers.snapshots import (SnapshotError, clear_staging, remove_snapshots_from, restore, resume_latest,
                                  rotate_snapshots, snapshot_files, snapshot_problem, staging_prefix, take_snapshot)
 
 LOG_NAME = "train_log.tsv"
 CAFFE_LOG_NAME = "caffe.log"
 CURVE_NAME = "loss_curve.png"
+SEED_GROWTH_NAME = "seed_growth.png"
 DONE_NAME = "train_done.json"
 FINAL_WEIGHTS = "final.caffemodel"
 # The loss of a class given only the probability floor: a seed loss stuck at it has diverged.
@@ -168,7 +172,13 @@ def parse_args(argv):
     parser.add_argument("--stuck-tolerance", type=float, default=0.05,
                         help=f"distance from -log({MIN_PROB:g}) = {FLOOR_LOSS:.4f} (or twice it) that counts as "
                              "at the floor (default 0.05)")
+    parser.add_argument("--seed-gt", help="ground-truth folder (<id>.png): log the grown seeds' precision beside "
+                                          "their density (with --seed-input-list; training never sees it)")
+    parser.add_argument("--seed-input-list", help="the net's ImageData input list ('<id>.jpg <index>'), which maps "
+                                                  "a batch's image indices to ids (with --seed-gt)")
     args = parser.parse_args(argv)
+    if (args.seed_gt is None) != (args.seed_input_list is None):
+        parser.error("--seed-gt and --seed-input-list go together")
     if args.stuck_iters < 0:
         parser.error(f"--stuck-iters must be non-negative (0 = off), got {args.stuck_iters}")
     if not args.stuck_tolerance >= 0:
@@ -285,25 +295,10 @@ def write_log(path, header, rows):
 
 
 def plot_curve(path, header, rows, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4))
-    if rows:
-        data = np.asarray(rows, dtype=np.float64)
-        for column, name in enumerate(header[1:], start=1):
-            axes.plot(data[:, 0], data[:, column], label=name)
-        axes.legend(fontsize=8)
-    axes.set_xlabel("iteration")
-    axes.set_ylabel("value (window mean)")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    """The loss curve at `path` and, when the log has seed-growth columns, OUT/seed_growth.png beside it."""
+    plot_loss_curve(path, header, rows, title)
+    if seed_columns(header):
+        plot_seed_growth(path.with_name(SEED_GROWTH_NAME), header, rows, f"{title}: seed growth")
 
 
 def net_outputs(net):
@@ -376,7 +371,7 @@ class TrainingLog:
         names = sorted(self.window)
         if self.header is None or self.header[1:] != names:
             self.header, self.rows = ["iteration"] + names, []
-        self.rows.append([iteration] + [float(np.mean(self.window[name])) for name in names])
+        self.rows.append([iteration] + [nanmean(self.window[name]) for name in names])
         self.window = {}
         self.caffe_log.window(iteration, names, self.rows[-1][1:], lr)
         self.save()
@@ -394,8 +389,10 @@ class TrainingLog:
             plot_curve(self.curve_path, self.header, self.rows, self.title)
 
     def final_outputs(self):
-        """{name: value} of the last row, {} before the first."""
-        return dict(zip(self.header[1:], self.rows[-1][1:])) if self.rows else {}
+        """{name: value} of the last row (None for a figure no batch of the window defined), {} before the first."""
+        if not self.rows:
+            return {}
+        return {name: None if math.isnan(value) else value for name, value in zip(self.header[1:], self.rows[-1][1:])}
 
 
 @dataclasses.dataclass
@@ -536,8 +533,9 @@ def stop_for_signal(signum, solver, run, log):
                   "a rerun resumes from it", signum)
 
 
-def run_iterations(solver, run, log, guard):
-    """Step the solver to `run.max_iter`: after each iteration the guards, the log window, the
+def run_iterations(solver, run, log, guard, seed_growth=None):
+    """Step the solver to `run.max_iter`: after each iteration the guards, the log window (with the
+    grown seeds' figures of `seed_growth`, a pylayers.seedgrowth.SeedGrowthReader, when given), the
     scheduled snapshot, a log row every --log-every iterations and at the end (printed as a progress
     line), and a stop for SIGTERM or SIGINT."""
     progress = show_progress(total=run.max_iter, initial=solver.iter, desc=f"train {run.prefix.name}", unit="it",
@@ -553,6 +551,8 @@ def run_iterations(solver, run, log, guard):
                     error, discard_from = failure
                     stop_run(error, run, log, discard_from=discard_from)
                 log.add(values)
+                if seed_growth is not None:
+                    log.add(seed_growth.figures())
                 progress.update(1)
                 snapshot_on_schedule(solver, run, guard)
                 if solver.iter % run.args.log_every == 0 or solver.iter == run.max_iter:
@@ -600,7 +600,8 @@ def main(argv=None):
     log = TrainingLog(out, prefix.name, solver.iter)
     run = TrainingRun(args, out, prefix, solver_type, param.max_iter, period, start_iter=solver.iter)
     guard = StuckLossGuard(args.stuck_iters, args.stuck_tolerance)
-    run_iterations(solver, run, log, guard)
+    seed_growth = SeedGrowthReader(solver.net, args.seed_gt, args.seed_input_list)
+    run_iterations(solver, run, log, guard, seed_growth)
     finish(solver, run, log, guard, resume)
     return 0
 
