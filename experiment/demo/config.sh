@@ -21,13 +21,14 @@ CUE_FILE_NAMES="localization_cues.pickle.gz"
 CUES=generate
 # Foreground where the class heatmap > 0.6 x its maximum [SEC: 0.2]: on the demo's 21x21 grid the CAM net
 # trained from scratch spreads its heatmaps, and at 0.2 the foreground cues cover 2.3 times as many cells as
-# the objects do (0.6: 1.1 times), at cue precision 63.9 against 86.4 (the training ground truth; README).
+# the objects do (0.6: 1.1 times), at cue precision 63.9 against 86.4 (the training ground truth; docs/cues.md).
 CAM_FG_THRESHOLD=0.6
 SALIENCY_METHOD=mbplus
 # Pseudo labels only among each image's labelled classes [the release: argmax over all classes]: the demo's
 # colour pairs (box and blob green) make stage 1 label most box pixels blob, which the image labels rule
 # out; from generated cues this takes the pseudo labels from 65.25 to 76.79 and the final model from 47.34
-# (below stage 1, 47.41) to 52.45 (README, "Cues from image labels"). PSEUDO_RESTRICT=0 gives the release's rule.
+# (below stage 1, 47.41) to 52.29 at 489289c (docs/cues.md, "Cues from image labels"). PSEUDO_RESTRICT=0
+# gives the release's rule.
 PSEUDO_RESTRICT=1
 CAM_ITERS=
 CLASSES_NAME=classes.txt

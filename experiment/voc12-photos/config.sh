@@ -7,7 +7,7 @@
 #   EXP=voc12-photos PASCAL_DIR=../shared/data/voc12 bash run.sh
 #
 # voc12-vgg16's settings, then these (NAME=value lines; the environment overrides any of them). Every
-# size below is a budget choice (the published values in brackets); the README's photo section gives
+# size below is a budget choice (the published values in brackets); docs/experiments.md's photo section gives
 # the measured time and effect of each.
 BASE=voc12-vgg16
 EDITS="photos.edits cam.edits"

@@ -2,7 +2,7 @@
 # few of the shared photos at 161×161 (21×21 score grid; cues: every second cell of the 41×41 file),
 # batch 2, single-scale inference. It checks that every step runs, not what the net learns: with no
 # ImageNet ResNet-101 on these machines, the weights are whatever INIT_WEIGHTS / INIT_WEIGHTS_SOURCE give
-# (README, "ResNet-101": the smoke run used a random MSRA-layout file through deeplab-resnet101).
+# (docs/experiments.md, "ResNet-101": the smoke run used a random MSRA-layout file through deeplab-resnet101).
 #
 #   EXP=voc12-resnet101-smoke PASCAL_DIR=... INIT_WEIGHTS_SOURCE=deeplab-resnet101 INIT_WEIGHTS_INPUT=... \
 #     RUN_DIR=runs/resnet-smoke bash run.sh

@@ -26,7 +26,7 @@ here, so this module offers detectors without learned weights and a reader for u
 
 Every method works on a copy of the photo whose longer side is at most `max_side` pixels (area
 resampling; 200 by default: the MB+ paper works at 300, and 200 gives the same background
-precision at equal coverage on the VOC photos for 2.3× less CPU time, see the README), resizes its
+precision at equal coverage on the VOC photos for 2.3× less CPU time, see docs/cues.md), resizes its
 map back to the photo's size (bilinear) and returns it min-max normalised per image, like DRFI's
 maps that the 0.06 rule was set on.
 
