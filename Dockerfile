@@ -8,9 +8,10 @@
 # Stage "build" runs the workstation set-up, tools/setup.sh, with CAFFE_GPU=1: Debian's packages
 # (tools/apt-packages.txt), .venv from PyPI, Caffe from Debian's source package built with nvcc, cudart,
 # CCCL and NVVM from NVIDIA's PyPI wheels (caffe/build.sh, CAFFE_CUDA_TOOLKIT=wheels) and cuBLAS/cuRAND
-# from PyPI, for sm_80 and sm_90. Stage "runtime" takes the built environment and, from Debian, only the
-# packages that own the shared libraries it loads (tools/image_tree.sh): no compilers, headers, build
-# trees, source packages or caches. tools/check_image.sh builds and checks it without a registry.
+# and NCCL (for tools/train.py --gpus: docs/multi-gpu.md) from PyPI, for sm_80 and sm_90. Stage
+# "runtime" takes the built environment and, from Debian, only the packages that own the shared
+# libraries it loads (tools/image_tree.sh): no compilers, headers, build trees, source packages or
+# caches. tools/check_image.sh builds and checks it without a registry.
 FROM debian:12 AS build
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \

@@ -12,11 +12,16 @@
 # The installed result lives in $DSRG_CACHE_DIR/caffe-<hash> (default ~/.cache/dsrg), where the hash
 # covers the source version, this script, every patch and layer source, the build options and the
 # versions of the interpreter, numpy and the system libraries it compiles against. A second run with
-# nothing changed only re-links the virtualenv. The build tree is kept per option set, and the source
-# is synchronised into it file by file, so that a changed layer recompiles only what depends on it.
+# nothing changed only re-links the virtualenv (editing this script or a patch gives every option set,
+# the CPU build's too, a new entry). The build tree is kept per option set, and the source is
+# synchronised into it file by file, so that a changed layer recompiles only what depends on it.
 #
 # Environment:
 #   CAFFE_GPU=1           build with CUDA (cuBLAS/cuRAND from PyPI's NVIDIA wheels), cuDNN off
+#   CAFFE_NCCL            with CAFFE_GPU=1: 1 (default) builds with NCCL, taken from NVIDIA's PyPI wheel
+#                         (NVIDIA_NCCL_WHEEL below; nccl.h and libnccl.so.2 gathered into the cache like
+#                         cuBLAS), which pycaffe's caffe.NCCL and tools/train.py --gpus need (one process
+#                         per GPU; see docs/multi-gpu.md); 0 builds without. The CPU build never has it.
 #   CAFFE_CUDA_ARCH       "80 90" by default (sm_80, sm_90)
 #   CAFFE_CUDA_LIBS_DIR   a folder with cuBLAS/cuRAND (include/ and lib/) instead of the wheels
 #   CAFFE_CUDA_TOOLKIT    where nvcc and the CUDA runtime come from: "system" (the nvcc on PATH), "wheels"
@@ -25,6 +30,9 @@
 #                         is on PATH, else wheels). The Docker image uses the wheels.
 #   CAFFE_JOBS            parallel compile jobs (default: number of cores)
 #   DSRG_CACHE_DIR        cache root (default ${XDG_CACHE_HOME:-~/.cache}/dsrg)
+#
+# Sourced (`source caffe/build.sh`), the script only defines its settings and functions and builds
+# nothing: `install_nccl_library` alone, say, fetches NCCL and lays out $NCCL_DIR/{include,lib}.
 set -euo pipefail
 
 readonly CAFFE_SOURCE_PACKAGE=caffe
@@ -34,6 +42,7 @@ readonly BULLSEYE_DEB_SRC="deb-src http://deb.debian.org/debian bullseye main co
 readonly NVIDIA_WHEELS=(nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35)
 readonly NVIDIA_TOOLKIT_WHEELS=(nvidia-cuda-nvcc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85
   nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-culibos==13.0.85)
+readonly NVIDIA_NCCL_WHEEL=nvidia-nccl-cu13==2.32.6
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -43,6 +52,7 @@ CACHE_ROOT=${DSRG_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dsrg}
 CAFFE_GPU=${CAFFE_GPU:-0}
 CAFFE_CUDA_ARCH=${CAFFE_CUDA_ARCH:-80 90}
 CAFFE_CUDA_TOOLKIT=${CAFFE_CUDA_TOOLKIT:-auto}
+CAFFE_NCCL=${CAFFE_NCCL:-1}
 CAFFE_JOBS=${CAFFE_JOBS:-$(nproc)}
 LOG_DIR=$CACHE_ROOT/logs
 mkdir -p "$CACHE_ROOT" "$LOG_DIR"
@@ -81,6 +91,7 @@ build_fingerprint() {
   if [[ $CAFFE_GPU == 1 ]]; then
     echo "cuda arch=${CAFFE_CUDA_ARCH// /,} wheels=${NVIDIA_WHEELS[*]} cuda_libs=${CAFFE_CUDA_LIBS_DIR:-}"
     echo "nvcc $(nvcc --version | tail -n 1)"
+    if [[ $CAFFE_NCCL == 1 ]]; then echo "nccl $NVIDIA_NCCL_WHEEL"; fi
   fi
   echo "python $("$PYTHON" -c 'import sys, numpy; print(sys.version.split()[0], numpy.__version__)')"
   dpkg-query -W -f='${Package} ${Version}\n' libprotobuf-dev libopencv-dev libboost-python-dev \
@@ -182,29 +193,50 @@ use_cuda_toolkit_wheels() {
   say "CUDA toolkit from NVIDIA's wheels: $root ($(nvcc --version | tail -n 1))"
 }
 
+# The wheels $2... installed once into $CACHE_ROOT/nvidia-wheels-<hash of their names>, and the headers
+# <stem>.h and libraries lib<stem>.so.* they hold (under nvidia/cu13/{include,lib}, or per-library folders
+# such as nvidia/nccl/), for each stem (a glob: "cublas*") in the space-separated list $1, gathered into
+# one include/ and lib/ in $WHEEL_LIBS_DIR, with the unversioned library names the linker wants beside the
+# versioned ones the loader wants.
+install_wheel_libraries() {
+  local stems
+  read -ra stems <<<"$1"
+  shift
+  local target
+  target=$CACHE_ROOT/nvidia-wheels-$(echo "$*" | sha256sum | cut -c1-12)
+  install_wheels_once "$target" "$@"
+  WHEEL_LIBS_DIR=$target/merged
+  rm -rf "$WHEEL_LIBS_DIR"
+  mkdir -p "$WHEEL_LIBS_DIR/include" "$WHEEL_LIBS_DIR/lib"
+  local stem header library
+  for stem in "${stems[@]}"; do
+    while IFS= read -r header; do ln -sf "$header" "$WHEEL_LIBS_DIR/include/"; done \
+      < <(find "$target/nvidia" -path '*/include/*' -name "$stem.h")
+    while IFS= read -r library; do
+      ln -sf "$library" "$WHEEL_LIBS_DIR/lib/"
+      ln -sf "$library" "$WHEEL_LIBS_DIR/lib/$(basename "$library" | sed 's/\.so\..*/.so/')"
+    done < <(find "$target/nvidia" -name "lib$stem.so.*")
+  done
+}
+
 install_cuda_libraries() {
   if [[ -n ${CAFFE_CUDA_LIBS_DIR:-} ]]; then
     CUDA_LIBS_DIR=$CAFFE_CUDA_LIBS_DIR
     return
   fi
-  local wheel_hash
-  wheel_hash=$(echo "${NVIDIA_WHEELS[*]}" | sha256sum | cut -c1-12)
-  local target=$CACHE_ROOT/nvidia-wheels-$wheel_hash
-  install_wheels_once "$target" "${NVIDIA_WHEELS[@]}"
-  # The wheels put headers and libraries under nvidia/cu13/{include,lib} (or per-library folders);
-  # gather them into one include/ and lib/ with the unversioned names the linker wants.
-  CUDA_LIBS_DIR=$target/merged
-  rm -rf "$CUDA_LIBS_DIR"
-  mkdir -p "$CUDA_LIBS_DIR/include" "$CUDA_LIBS_DIR/lib"
-  local header library
-  while IFS= read -r header; do ln -sf "$header" "$CUDA_LIBS_DIR/include/"; done \
-    < <(find "$target/nvidia" -path '*/include/*' \( -name 'cublas*.h' -o -name 'curand*.h' \))
-  while IFS= read -r library; do
-    ln -sf "$library" "$CUDA_LIBS_DIR/lib/"
-    ln -sf "$library" "$CUDA_LIBS_DIR/lib/$(basename "$library" | sed 's/\.so\..*/.so/')"
-  done < <(find "$target/nvidia" -name 'lib*.so.*' \( -name 'libcublas*' -o -name 'libcurand*' \))
+  install_wheel_libraries "cublas* curand*" "${NVIDIA_WHEELS[@]}"
+  CUDA_LIBS_DIR=$WHEEL_LIBS_DIR
   [[ -e $CUDA_LIBS_DIR/lib/libcublas.so && -e $CUDA_LIBS_DIR/lib/libcurand.so \
-    && -e $CUDA_LIBS_DIR/include/cublas_v2.h ]] || die "cuBLAS/cuRAND not found in $target"
+    && -e $CUDA_LIBS_DIR/include/cublas_v2.h ]] || die "cuBLAS/cuRAND not found in ${CUDA_LIBS_DIR%/merged}"
+}
+
+# NCCL from $NVIDIA_NCCL_WHEEL: nccl.h (which includes only CUDA's headers) and libnccl.so(.2) in
+# $NCCL_DIR/{include,lib}. The image's pruning (tools/image_tree.sh) keeps lib/ and drops the headers.
+install_nccl_library() {
+  install_wheel_libraries "nccl" "$NVIDIA_NCCL_WHEEL"
+  NCCL_DIR=$WHEEL_LIBS_DIR
+  [[ -e $NCCL_DIR/lib/libnccl.so && -e $NCCL_DIR/lib/libnccl.so.2 && -e $NCCL_DIR/include/nccl.h ]] \
+    || die "NCCL not found in ${NCCL_DIR%/merged}"
 }
 
 configure_and_build() {
@@ -245,6 +277,11 @@ configure_and_build() {
       -DCUDA_NVCC_FLAGS="-I$CUDA_LIBS_DIR/include;-std=c++17"
       -DCMAKE_CXX_STANDARD=17
     )
+    if [[ $CAFFE_NCCL == 1 ]]; then
+      install_nccl_library
+      # cmake/Modules/FindNCCL.cmake's cache variables; the later -DUSE_NCCL wins over the OFF above.
+      cmake_args+=(-DUSE_NCCL=ON -DNCCL_INCLUDE_DIR="$NCCL_DIR/include" -DNCCL_LIBRARIES="$NCCL_DIR/lib/libnccl.so")
+    fi
   else
     cmake_args+=(-DCPU_ONLY=ON)
   fi
@@ -276,6 +313,7 @@ PY
 }
 
 main() {
+  [[ $CAFFE_NCCL == 0 || $CAFFE_NCCL == 1 ]] || die "CAFFE_NCCL must be 0 or 1 (got '$CAFFE_NCCL')"
   [[ $CAFFE_GPU == 1 ]] && use_cuda_toolkit_wheels
   require_tools
   local fingerprint key prefix
@@ -306,4 +344,6 @@ main() {
   link_into_venv "$prefix"
 }
 
-main "$@"
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi

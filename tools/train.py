@@ -31,9 +31,23 @@ run with that message; the progress since the last snapshot is saved in a snapsh
 SIGTERM or SIGINT (Ctrl-C) stops the run after the current iteration with a snapshot at that
 iteration, named on stderr; the exit status is 128 + the signal number (143, 130).
 
+Several GPUs (--gpus 0,1): one solver process per GPU (multiprocessing, 'spawn'), joined by NCCL as in
+BVLC Caffe's python/train.py (Caffe refuses Python layers in `caffe train -gpu 0,1`); it needs a Caffe
+built with NCCL (CAFFE_GPU=1 bash caffe/build.sh). Every process runs the prototxt's batch, so the
+effective batch is (number of GPUs) × batch_size × iter_size; gradients are averaged over the processes.
+Rank 0 (the first id) resumes or loads --weights, which NCCL broadcasts, and alone writes: the log, the
+curves (of its own batches), snapshots, the final weights, train_done.json; the guards and signals act on
+it. The other ranks restore the snapshot rank 0 resumed from (the iteration and the solver's history)
+and only step. A layer 'seed' in param_str becomes seed + rank (dsrg.params.rank_seed) and Caffe seeds
+its own RNG (ImageData's shuffle, mirroring, dropout) with random_seed + rank, so the ranks draw
+distinct but reproducible batches. The parent process passes SIGTERM / SIGINT on to rank 0 and returns
+its exit status; a rank > 0 that fails stops the run with its status. --gpus with one id runs this path
+with one process. See docs/multi-gpu.md.
+
 Exit status: 0 done (or already done), 3 diverged (non-finite or stuck), 4 a layer raised (above),
 143 / 130 stopped by a signal (above), 1 a clear error (weights that do not fit the net, a snapshot
-that cannot be written or resumed) or anything else (with a traceback).
+that cannot be written or resumed, --gpus with a Caffe built without NCCL) or anything else (with a
+traceback), 2 a usage error.
 
 A rerun with the same OUT resumes from the latest usable snapshot in OUT/snapshots/ (or from
 --snapshot); a finished run (OUT/train_done.json for the same number of iterations) is skipped. The
@@ -45,14 +59,19 @@ Example:
       --out runs/demo/stage1 --iters 600 --log-every 20
 """
 import argparse
+import ctypes
 import dataclasses
 import datetime
 import json
 import math
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +108,14 @@ class TrainingDiverged(RuntimeError):
 
 class LayerError(RuntimeError):
     """A layer raised during the net's set-up or an iteration, e.g. over an image that does not decode."""
+
+
+class NcclMissing(RuntimeError):
+    """--gpus with a Caffe built without NCCL (or whose caffe.NCCL cannot start a session)."""
+
+
+# Linux's prctl option that sends a process a signal when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 class StuckLossGuard:
@@ -150,6 +177,21 @@ class StuckLossGuard:
         return min(starts) if starts else None
 
 
+def gpu_ids(text):
+    """--gpus: comma-separated distinct non-negative GPU ids ("0,1") as a tuple of ints."""
+    try:
+        ids = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated GPU ids such as 0,1, got {text!r}") from None
+    if any(gpu < 0 for gpu in ids):
+        raise argparse.ArgumentTypeError(f"GPU ids must be non-negative, got {text!r}")
+    repeated = sorted({gpu for gpu in ids if ids.count(gpu) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"GPU ids must be distinct, got {text!r} "
+                                         f"({', '.join(map(str, repeated))} more than once)")
+    return ids
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--solver", required=True, help="solver prototxt (its net path may be relative to it)")
@@ -163,7 +205,11 @@ def parse_args(argv):
     parser.add_argument("--keep-snapshots", type=int, default=2, help="snapshots kept on disk (default 2)")
     parser.add_argument("--log-every", type=int, default=20, help="logging period in iterations (default 20)")
     parser.add_argument("--name", help="snapshot file prefix (default: the solver file name without .prototxt)")
-    parser.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
+    devices = parser.add_mutually_exclusive_group()
+    devices.add_argument("--gpu", type=int, help="GPU id; CPU when not given")
+    devices.add_argument("--gpus", type=gpu_ids, metavar="IDS",
+                         help="comma-separated GPU ids (0,1): one solver process per GPU joined by NCCL; the "
+                              "effective batch is their number times the prototxt's (see above)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (on a terminal) or progress lines (otherwise)")
     parser.add_argument("--stuck-iters", type=int, default=20,
@@ -228,9 +274,10 @@ def prepare_solver(args, caffe_pb2, text_format, out):
     param.snapshot_prefix = str(staging_prefix(prefix))
     param.snapshot_after_train = False
     param.display = 0
-    param.solver_mode = caffe_pb2.SolverParameter.GPU if args.gpu is not None else caffe_pb2.SolverParameter.CPU
-    if args.gpu is not None:
-        param.device_id = args.gpu
+    gpu = args.gpu if args.gpus is None else args.gpus[0]
+    param.solver_mode = caffe_pb2.SolverParameter.GPU if gpu is not None else caffe_pb2.SolverParameter.CPU
+    if gpu is not None:
+        param.device_id = gpu
     atomic_write_text(out / "solver.prototxt", text_format.MessageToString(param))
     return param, prefix, period
 
@@ -426,8 +473,9 @@ def already_done(out, max_iter):
     return json.loads(done_path.read_text()).get("iterations") == max_iter
 
 
-def open_solver(param, args, out):
-    """Caffe's solver for OUT/solver.prototxt on the chosen device, once every net it names passed
+def open_solver(param, args, out, rank=None):
+    """Caffe's solver for OUT/solver.prototxt on the chosen device (with `rank`, a :class:`Rank` of a
+    --gpus run: on its GPU, as one of its solver group), once every net it names passed
     :func:`check_layer_modules`; a net whose set-up raises (a layer over a bad file, say) is a
     LayerError naming the solver."""
     for net_field in ("net", "train_net"):
@@ -435,7 +483,9 @@ def open_solver(param, args, out):
             check_layer_modules(getattr(param, net_field))
     for test_net in param.test_net:
         check_layer_modules(test_net)
-    caffe = use_caffe(args.gpu)
+    caffe = use_caffe(args.gpu if rank is None else rank.device)
+    if rank is not None:
+        rank.join(caffe)
     try:
         return caffe.get_solver(str(out / "solver.prototxt"))
     except (RuntimeError, OSError, ValueError) as error:
@@ -582,41 +632,280 @@ def finish(solver, run, log, guard, resume):
           f"{run.out / FINAL_WEIGHTS}")
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingJob:
+    """What every solver process of a run shares, once OUT/solver.prototxt is written: the tool's
+    arguments, OUT, the solver parameters, the snapshot prefix, the snapshot period and the solver type."""
+
+    args: argparse.Namespace
+    out: Path
+    param: object
+    prefix: Path
+    period: int
+    solver_type: str
+
+
+def train_solver(solver, job, resume):
+    """Train an opened and resumed (or initialised) solver to the end, as rank 0 or the only process:
+    the log, the guards, scheduled snapshots and signals (:func:`run_iterations`), then :func:`finish`."""
+    log = TrainingLog(job.out, job.prefix.name, solver.iter)
+    run = TrainingRun(job.args, job.out, job.prefix, job.solver_type, job.param.max_iter, job.period,
+                      start_iter=solver.iter)
+    guard = StuckLossGuard(job.args.stuck_iters, job.args.stuck_tolerance)
+    seed_growth = SeedGrowthReader(solver.net, job.args.seed_gt, job.args.seed_input_list)
+    run_iterations(solver, run, log, guard, seed_growth)
+    finish(solver, run, log, guard, resume)
+
+
+# ---- several GPUs (--gpus): one solver process per GPU joined by NCCL ---------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Rank:
+    """One solver process of a --gpus run: its index among `gpus` (rank 0 on the first id), the NCCL
+    session id (caffe.NCCL.new_uid()) and the queue on which rank 0 tells the other ranks which
+    .solverstate it resumed from (a str, or None when it started afresh)."""
+
+    index: int
+    gpus: tuple
+    uid: bytes
+    resumed: object
+
+    @property
+    def device(self):
+        return self.gpus[self.index]
+
+    @property
+    def name(self):
+        return f"rank {self.index} (GPU {self.device})"
+
+    def join(self, caffe):
+        """Make this process rank `index` of len(gpus) solvers in Caffe (before its solver is built:
+        Caffe seeds its RNG with random_seed + rank, and the Python layers read the rank)."""
+        caffe.set_solver_count(len(self.gpus))
+        caffe.set_solver_rank(self.index)
+        caffe.set_multiprocess(True)
+
+    def announce(self, resume):
+        """Rank 0: tell every other rank the .solverstate it resumed from (None: none)."""
+        for _ in range(len(self.gpus) - 1):
+            self.resumed.put(None if resume is None else str(resume))
+
+
+def new_nccl_uid(caffe):
+    """caffe.NCCL.new_uid(), the id that joins the ranks into one NCCL session; a Caffe built without
+    NCCL is an NcclMissing saying how to rebuild it."""
+    has_nccl = getattr(caffe, "has_nccl", lambda: True)
+    nccl = getattr(caffe, "NCCL", None)
+    if nccl is None or not hasattr(nccl, "new_uid") or not has_nccl():
+        problem = "was built without NCCL"
+    else:
+        try:
+            return nccl.new_uid()
+        except (AttributeError, RuntimeError, TypeError) as error:
+            problem = f"cannot start an NCCL session ({error})"
+    raise NcclMissing(f"--gpus needs a Caffe built with NCCL, and the one imported "
+                      f"({getattr(caffe, '__file__', 'caffe')}) {problem}: rebuild it with CAFFE_GPU=1 bash "
+                      "caffe/build.sh (NCCL is on unless CAFFE_NCCL=0), or train on one GPU with --gpu")
+
+
+def attach_nccl(solver, rank):
+    """Join `solver` to the NCCL session of `rank` (after rank 0 loaded its weights, which this
+    broadcasts): gradients are summed over the ranks and averaged before each update, layer by layer
+    during the backward pass when the solver's layer_wise_reduce is on (Caffe's default). Returns the
+    communicator, which must outlive the solver's last step."""
+    caffe = import_caffe()
+    nccl = caffe.NCCL(solver, rank.uid)
+    nccl.bcast()
+    solver.add_callback(nccl)
+    if solver.param.layer_wise_reduce:
+        solver.net.after_backward(nccl)
+    return nccl
+
+
+def follow(solver, job, rank):
+    """A rank > 0 after it joined the session: step to max_iter in one call (each iteration waits for
+    the others' gradients); it writes nothing. A layer that raises is a LayerError naming the rank."""
+    try:
+        solver.step(job.param.max_iter - solver.iter)
+    except (RuntimeError, OSError, ValueError) as error:
+        raise LayerError(f"{tool_name()}: {rank.name} stopped at iteration {solver.iter} (solver "
+                         f"{job.args.solver}): {error}; the run stops and a rerun resumes from the latest "
+                         "snapshot") from error
+
+
+def train_rank(job, rank, keep_alive):
+    """The work of one solver process of a --gpus run. Rank 0 resumes (or loads --weights), tells the
+    others where it resumed from and trains as a one-process run does (:func:`train_solver`); a rank
+    > 0 restores the same snapshot (its weights are then rank 0's, broadcast) and only steps
+    (:func:`follow`). Objects that must live until the process ends (the NCCL communicator) go into
+    `keep_alive`. Returns 0, or raises what the exit statuses report."""
+    solver = open_solver(job.param, job.args, job.out, rank)
+    keep_alive.append(solver)
+    if rank.index == 0:
+        resume = resume_or_initialise(solver, job.args, job.prefix, job.solver_type)
+        rank.announce(resume)
+    else:
+        resume = rank.resumed.get()
+        if resume is not None:
+            with tempfile.TemporaryDirectory(prefix="dsrg-rank-") as scratch:
+                restore(solver, resume, scratch=scratch)
+    keep_alive.append(attach_nccl(solver, rank))
+    if rank.index == 0:
+        train_solver(solver, job, resume)
+    else:
+        follow(solver, job, rank)
+    return 0
+
+
+def die_with_parent():
+    """Have Linux kill this process (SIGKILL) when the process that started it dies, so that no solver
+    process outlives a --gpus run killed outright; elsewhere nothing."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    except (OSError, AttributeError):
+        pass
+
+
+def rank_process(job, rank):
+    """The body of one solver process (the multiprocessing target). A rank > 0 ignores SIGINT and
+    SIGTERM: it must keep stepping while rank 0 finishes the iteration it is in and snapshots; the
+    parent then stops it. The process ends through os._exit with :func:`exit_status`'s status once its
+    output is flushed, so that NCCL's teardown, which can wait on ranks that stopped stepping, never
+    holds the run."""
+    die_with_parent()
+    if rank.index > 0:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    keep_alive = []
+    try:
+        status = exit_status(train_rank, job, rank, keep_alive)
+    except KeyboardInterrupt:
+        status = 128 + signal.SIGINT
+    except Exception:
+        traceback.print_exc()
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+class ForwardedSignals(StopSignals):
+    """Within `with`, SIGTERM and SIGINT are passed on to process `pid` (rank 0, which stops after its
+    current iteration with a snapshot) instead of stopping this one."""
+
+    def __init__(self, pid):
+        super().__init__()
+        self.pid = pid
+
+    def handle(self, signum, frame):
+        super().handle(signum, frame)
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def process_status(process):
+    """The exit status of an ended multiprocessing.Process as a shell reports it (128 + N when signal N
+    ended it)."""
+    return 128 - process.exitcode if process.exitcode < 0 else process.exitcode
+
+
+def stop_processes(processes):
+    """Kill (SIGKILL: a rank > 0 ignores SIGTERM) and reap `processes`."""
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join()
+
+
+def supervise(processes):
+    """Wait for the solver processes of a run (processes[r] runs rank r; SIGTERM and SIGINT go on to
+    rank 0) and return the run's exit status: rank 0's, when it ends (the ranks still running are
+    then stopped: they only step), or, when another rank fails first, that rank's (all are then
+    stopped, since rank 0 would wait for its gradients forever). A rank > 0 that ends with status 0
+    has done its steps."""
+    root = processes[0]
+    running = list(processes)
+    with ForwardedSignals(root.pid):
+        while True:
+            ended = set(multiprocessing.connection.wait([process.sentinel for process in running]))
+            for process in [process for process in running if process.sentinel in ended]:
+                process.join()
+                running.remove(process)
+                status = process_status(process)
+                if process is root:
+                    stop_processes(running)
+                    return status
+                if status != 0:
+                    print(f"{tool_name()}: {process.name} ended with status {status}; stopping the other solver "
+                          "processes (snapshots taken so far are kept; a rerun resumes from the latest)",
+                          file=sys.stderr)
+                    stop_processes(running)
+                    return status
+
+
+def train_on_gpus(job, caffe):
+    """--gpus: start one solver process per GPU ('spawn': each a fresh interpreter with its own CUDA
+    context) and supervise them; returns the run's exit status."""
+    gpus = job.args.gpus
+    uid = new_nccl_uid(caffe)
+    context = multiprocessing.get_context("spawn")
+    resumed = context.SimpleQueue()
+    ranks = [Rank(index, gpus, uid, resumed) for index in range(len(gpus))]
+    processes = [context.Process(target=rank_process, args=(job, rank), name=rank.name) for rank in ranks]
+    per_step = f"batch_size × iter_size {job.param.iter_size}" if job.param.iter_size > 1 else "batch_size"
+    print(f"{tool_name()}: {len(gpus)} solver process(es) on GPU(s) {','.join(map(str, gpus))} joined by NCCL; "
+          f"effective batch {len(gpus)} × the net's {per_step}; rank 0 logs and snapshots")
+    sys.stdout.flush()
+    for process in processes:
+        process.start()
+    return supervise(processes)
+
+
 def main(argv=None):
-    """Train as the module doc describes; returns 0, or raises what the exit statuses below report."""
+    """Train as the module doc describes; returns the exit status (0 done), or raises what
+    :func:`exit_status` reports."""
     args = parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    caffe_pb2 = import_caffe(log_level=WARNINGS).proto.caffe_pb2
+    caffe = import_caffe(log_level=WARNINGS)
+    caffe_pb2 = caffe.proto.caffe_pb2
     from google.protobuf import text_format
 
     param, prefix, period = prepare_solver(args, caffe_pb2, text_format, out)
     if already_done(out, param.max_iter):
         print(f"{tool_name()}: {out} already holds a finished {param.max_iter}-iteration run; skipping")
         return 0
+    job = TrainingJob(args, out, param, prefix, period, solver_type_name(param, caffe_pb2))
+    if args.gpus is not None:
+        return train_on_gpus(job, caffe)
     solver = open_solver(param, args, out)
-    solver_type = solver_type_name(param, caffe_pb2)
-    resume = resume_or_initialise(solver, args, prefix, solver_type)
-    log = TrainingLog(out, prefix.name, solver.iter)
-    run = TrainingRun(args, out, prefix, solver_type, param.max_iter, period, start_iter=solver.iter)
-    guard = StuckLossGuard(args.stuck_iters, args.stuck_tolerance)
-    seed_growth = SeedGrowthReader(solver.net, args.seed_gt, args.seed_input_list)
-    run_iterations(solver, run, log, guard, seed_growth)
-    finish(solver, run, log, guard, resume)
+    resume = resume_or_initialise(solver, args, prefix, job.solver_type)
+    train_solver(solver, job, resume)
     return 0
 
 
-if __name__ == "__main__":
+def exit_status(function, *arguments):
+    """`function(*arguments)`'s return value, or for the errors the module doc lists their message on
+    stderr and their exit status (3 diverged, 4 a layer raised, 128 + N stopped by signal N, 1 a clear
+    error); anything else propagates (a traceback, status 1)."""
     try:
-        sys.exit(main())
+        return function(*arguments)
     except TrainingDiverged as error:
         print(error, file=sys.stderr)
-        sys.exit(EXIT_DIVERGED)
+        return EXIT_DIVERGED
     except LayerError as error:
         print(error, file=sys.stderr)
-        sys.exit(EXIT_LAYER_ERROR)
+        return EXIT_LAYER_ERROR
     except Stopped as stopped:
         print(stopped, file=sys.stderr)
-        sys.exit(128 + stopped.signum)
-    except (FileNotFoundError, ValueError, SnapshotError) as error:
-        sys.exit(f"{tool_name()}: error: {error}")
+        return 128 + stopped.signum
+    except (FileNotFoundError, ValueError, SnapshotError, NcclMissing) as error:
+        print(f"{tool_name()}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(exit_status(main))

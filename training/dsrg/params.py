@@ -118,3 +118,14 @@ def parse_param_str(layer_name, param_str, schema):
                 raise ValueError(f"layer {layer_name}: param_str key '{key}' is required; allowed keys: {allowed}")
             parsed[key] = default
     return parsed
+
+
+def rank_seed(seed, rank):
+    """The random seed that solver process `rank` (0-based) of a multi-GPU run (tools/train.py --gpus)
+    uses for a layer whose param_str gives 'seed': seed + rank, so that the ranks draw distinct streams
+    (mirroring, crops, shuffles) that a rerun reproduces, and rank 0 draws exactly what a one-process
+    run draws. None (fresh entropy in every process) stays None. Caffe treats the solver's
+    random_seed the same way (Solver::Init seeds random_seed + solver_rank)."""
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+        raise ValueError(f"a solver rank is a non-negative int, got {rank!r}")
+    return None if seed is None else seed + rank

@@ -16,9 +16,9 @@ class ImageSegDataLayer(_CheckedLayer):
     relative to root_folder), 'mean' (3 values, BGR), 'mirror', 'crop_size' (an int for a square
     crop, or (height, width) as the release writes it: ``(321, 321)``), optional 'ignore_label'
     (255), 'scale' (1.0, multiplies the mean-subtracted image), 'phase' ('Train': random crop
-    offsets; 'Test': centred crops), 'shuffle' (True), 'seed' (None). Crops are padded with the mean
-    (image) and ignore_label (label), mirrored at random when 'mirror' is on, and prepared by a
-    background thread (dsrg.segdata).
+    offsets; 'Test': centred crops), 'shuffle' (True), 'seed' (None; rank r of a multi-GPU run uses
+    seed + r). Crops are padded with the mean (image) and ignore_label (label), mirrored at random when
+    'mirror' is on, and prepared by a background thread (dsrg.segdata).
     """
 
     top_names = ("images", "labels")

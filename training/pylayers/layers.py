@@ -14,7 +14,7 @@ from dsrg.fileio import MAX_IMAGE_SIDE
 from dsrg.growing import grow_cues
 from dsrg.imagelabels import read_image_labels
 from dsrg.lists import read_indexed_list
-from dsrg.params import REQUIRED, Within, parse_param_str
+from dsrg.params import REQUIRED, Within, parse_param_str, rank_seed
 from dsrg.seedgrowth import seed_densities
 from dsrg.softmax import floor_probs, plain_softmax, softmax_backward_from_plain
 from dsrg.voc import NUM_CLASSES
@@ -26,7 +26,9 @@ def bottom_data(bottom):
 
 
 class _CheckedLayer(caffe.Layer):
-    """Bottom/top counts, param_str parsing and shape errors shared by the layers below."""
+    """Bottom/top counts, param_str parsing and shape errors shared by the layers below. A 'seed' key
+    becomes the seed of this solver process (dsrg.params.rank_seed: seed + caffe.solver_rank(), the
+    given seed itself outside a multi-GPU run)."""
 
     bottom_names = ()
     top_names = ()
@@ -44,6 +46,8 @@ class _CheckedLayer(caffe.Layer):
             raise ValueError(f"{self.layer_name}: expected {len(self.top_names)} tops "
                              f"({', '.join(self.top_names)}), got {len(top)}")
         self.params = parse_param_str(self.layer_name, getattr(self, "param_str", ""), self.param_schema)
+        if "seed" in self.params:
+            self.params["seed"] = rank_seed(self.params["seed"], caffe.solver_rank())
         self.configure(bottom, top)
 
     def configure(self, bottom, top):
@@ -256,7 +260,8 @@ class AnnotationLayer(_CheckedLayer):
     'mirror' (flip each image and its cues together with probability 1/2), 'num_classes' (21),
     'cue_size' (41: the grid of the net's scores, 21 for a 161 input), 'cue_file_size' (the grid the
     cue file is on, default cue_size; when they differ the cues are resampled by aligned-corners
-    nearest sampling, e.g. 41 → 21 takes every second cell), 'seed' (mirroring RNG seed, None = random).
+    nearest sampling, e.g. 41 → 21 takes every second cell), 'seed' (mirroring RNG seed, None = random;
+    rank r of a multi-GPU run uses seed + r).
 
     After each forward the layer keeps ``batch_image_indices`` (the N image indices, ImageData's
     labels: the second column of its input list) and ``batch_mirrored`` (N booleans: the images whose

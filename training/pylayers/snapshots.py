@@ -181,12 +181,16 @@ def snapshot_problem(state_path, weights_path, net, solver_type):
     return None
 
 
-def restore(solver, state_path):
-    """Resume `solver` from `state_path` with the weights beside it (not the path the state records)."""
+def restore(solver, state_path, scratch=None):
+    """Resume `solver` from `state_path` with the weights beside it (not the path the state records).
+    The state naming them is written, for Caffe to read, into the folder `scratch` (default: the
+    staging folder beside the snapshot; a solver process that must write nothing beside the snapshots,
+    rank > 0 of tools/train.py --gpus, gives a temporary folder of its own)."""
     state_path = Path(state_path)
     state = read_solver_state(state_path)
     state.learned_net = str(state_path.with_suffix(".caffemodel"))
-    patched = state_path.parent / STAGING_NAME / f"resume_{state_path.name}"
+    folder = state_path.parent / STAGING_NAME if scratch is None else Path(scratch)
+    patched = folder / f"resume_{state_path.name}"
     patched.parent.mkdir(parents=True, exist_ok=True)
     patched.write_bytes(state.SerializeToString())
     try:
