@@ -179,7 +179,8 @@ def test_concurrent_shards_give_the_single_process_folder_byte_for_byte(tmp_path
 
 def run_sh(run_dir, *steps, **environ):
     env = dict(tool_env(), EXP="demo", RUN_DIR=str(run_dir), DSRG_SKIP_SETUP="1", GPU="", PSEUDO_RESTRICT="0",
-               PSEUDO_SCALES="40,56", **environ)
+               PSEUDO_SCALES="40,56")
+    env.update(environ)
     for name in ("PASCAL_DIR", "CUES", "INIT_WEIGHTS", "WORKERS", "DSRG_SHARD", "OPENBLAS_NUM_THREADS"):
         if name not in environ:
             env.pop(name, None)
@@ -224,3 +225,14 @@ def test_run_sh_pseudo_with_workers_and_as_slurm_shards_matches_one_worker(tmp_p
         assert folder_bytes(runs[name] / "pseudo_labels", ".png") == reference, name
     result = run_sh(runs["array"], "stage1", DSRG_SHARD="0/2")
     assert result.returncode == 1 and "only the steps pseudo and test run in shards (got stage1)" in result.stderr
+
+
+def test_a_gpu_list_is_checked_gpu_by_gpu(tmp_path):
+    probe = subprocess.run([sys.executable, "-c", "import caffe; caffe.set_device(0); caffe.set_mode_gpu()"],
+                           capture_output=True, timeout=60)
+    if probe.returncode == 0:
+        pytest.skip("this Caffe can use GPU 0")
+    done = run_sh(tmp_path / "run", "data", GPU="0,1")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("[run] ERROR: GPU=0,1, but the Caffe in ")
+    assert "cannot use GPU 0 " in done.stderr
