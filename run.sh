@@ -24,7 +24,11 @@
 #                 SegmentationClassAug/, lists/, the cue file; custom-vgg16: JPEGImages/, SegmentationClass/,
 #                 ImageSets/Segmentation/ or lists/, classes.txt, the training images' labels)
 #   RUN_DIR       output folder (default runs/$EXP)
-#   GPU           GPU id (empty: CPU)
+#   GPU           GPU id (empty: CPU); a list (GPU=0,1,2,3) gives each inference worker its own GPU and
+#                 the training steps the first
+#   WORKERS       inference workers: steps pseudo and test run as WORKERS shards of the image list in
+#                 parallel, then check the merged folder (empty: one per GPU; on the CPU the cores / the
+#                 BLAS threads of a worker, OPENBLAS_NUM_THREADS or 1). docs/scaling.md; Slurm: tools/slurm/
 #   CUES          the localization cues: a cue file; `generate` (step cues makes them from the image labels:
 #                 CAM foreground + saliency background, into $RUN_DIR/cues/); `generator` or empty (the first
 #                 of the experiment's CUE_FILE_NAMES in $PASCAL_DIR; demo: the synthetic generator's).
@@ -40,6 +44,8 @@
 #   PSEUDO_RESTRICT=1  pseudo labels only among the image-level classes (default 0: plain argmax
 #                 over all classes after the CRF, as the release's run.sh makes them)
 #   DSRG_SKIP_SETUP=1  do not run tools/setup.sh (the environment is known to be ready; not a setting)
+#   DSRG_SHARD=K/N  steps pseudo and test run only shard K of N (0-based) and neither check nor mark the
+#                 step finished: one task of a Slurm array (tools/slurm/); not a setting
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -92,8 +98,14 @@ resolve_settings() {
 }
 resolve_settings
 [[ $DATA_KIND == demo ]] && mkdir -p "$PASCAL_DIR"
+# GPU: one id or a list; the training steps (and a single inference worker) take the first.
+GPUS=()
+[[ -n $GPU ]] && IFS=, read -r -a GPUS <<<"$GPU"
 GPU_ARGS=()
-[[ -n $GPU ]] && GPU_ARGS=(--gpu "$GPU")
+((${#GPUS[@]})) && GPU_ARGS=(--gpu "${GPUS[0]}")
+if [[ -n ${DSRG_SHARD:-} && ! $DSRG_SHARD =~ ^[0-9]+/[0-9]+$ ]]; then
+  die "DSRG_SHARD=$DSRG_SHARD: expected K/N (shard K of N, 0-based)"
+fi
 PROTO=$RUN_DIR/prototxt
 MARKS=$RUN_DIR/.done
 CLASS_ARGS=()
@@ -239,7 +251,7 @@ step_prepare() {
   {
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "host=$(uname -srm)"
-    for name in EXP TEMPLATE EDITS PASCAL_DIR CUES INIT_WEIGHTS INIT_WEIGHTS_SOURCE INIT_WEIGHTS_INPUT GPU RUN_DIR STAGE1_ITERS \
+    for name in EXP TEMPLATE EDITS PASCAL_DIR CUES INIT_WEIGHTS INIT_WEIGHTS_SOURCE INIT_WEIGHTS_INPUT GPU WORKERS RUN_DIR STAGE1_ITERS \
       STAGE2_ITERS LOG_EVERY SEEDS_LIMIT FUSE PSEUDO_RESTRICT CAM_ITERS SALIENCY_METHOD CAM_FG_THRESHOLD \
       SALIENCY_BG_THRESHOLD; do
       echo "$name=${!name:-}"
@@ -318,9 +330,50 @@ step_seeds() {
     --out "$RUN_DIR/seeds_grown.json" --markdown "$RUN_DIR/seeds_grown.md"
 }
 
+# infer ARGS: tools/infer.py over a list as WORKERS shards in parallel (shard K: every WORKERS-th id from
+# the K-th; each its own GPU of a GPU list), then the merge check (infer.py --check-complete: every id
+# has a label map that decodes, made with these settings). With DSRG_SHARD only that shard, no check.
 infer() {
-  "$PY" "$REPO/tools/infer.py" --deploy "$PROTO/deploy.prototxt" --images "$IMAGES" --fuse "$FUSE" "$@" \
-    "${GPU_ARGS[@]}"
+  local call=("$PY" "$REPO/tools/infer.py" --deploy "$PROTO/deploy.prototxt" --images "$IMAGES" --fuse "$FUSE" "$@")
+  if [[ -n ${DSRG_SHARD:-} ]]; then
+    "${call[@]}" --shard "$DSRG_SHARD" "${GPU_ARGS[@]}"
+    return
+  fi
+  if ((WORKERS == 1)); then
+    "${call[@]}" "${GPU_ARGS[@]}"
+  else
+    run_shards "${call[@]}"
+  fi
+  "${call[@]}" --check-complete
+}
+
+# The BLAS threads of each of WORKERS > 1 workers: the user's (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS),
+# else the cores shared out. (The CRF keeps its threads per image: its marginals depend on their number,
+# and the pseudo labels must not depend on WORKERS.)
+worker_blas_threads() {
+  local threads=${OPENBLAS_NUM_THREADS:-${OMP_NUM_THREADS:-}}
+  [[ -z $threads ]] && threads=$(($(nproc) / WORKERS))
+  echo $((threads > 0 ? threads : 1))
+}
+
+# run_shards COMMAND...: COMMAND --shard K/WORKERS for every K at once; waits for all of them and fails
+# naming each shard that failed.
+run_shards() {
+  local shard pids=() failed=() gpu threads status
+  threads=$(worker_blas_threads)
+  say "inference: $WORKERS workers, $threads BLAS thread(s) each${GPU:+, GPUs $GPU}"
+  for ((shard = 0; shard < WORKERS; shard++)); do
+    gpu=()
+    ((${#GPUS[@]})) && gpu=(--gpu "${GPUS[shard % ${#GPUS[@]}]}")
+    OPENBLAS_NUM_THREADS=$threads DSRG_PROGRESS= "$@" --shard "$shard/$WORKERS" "${gpu[@]}" &
+    pids+=($!)
+  done
+  for shard in "${!pids[@]}"; do
+    status=0
+    wait "${pids[shard]}" || status=$?
+    ((status == 0)) || failed+=("$shard/$WORKERS (exit status $status)")
+  done
+  ((${#failed[@]} == 0)) || die "inference shard(s) failed: ${failed[*]}"
 }
 
 # Pseudo labels: the stage-1 net on the training images, multi-scale + CRF; plain argmax over all
@@ -483,9 +536,12 @@ CAFFE_MODE_CHECKED=
 check_caffe_mode() {
   [[ -n $CAFFE_MODE_CHECKED || -z $GPU ]] && return 0
   CAFFE_MODE_CHECKED=1
-  # In a group whose stderr is discarded, so that the shell's "Aborted" line of a CPU-only Caffe goes too.
-  { "$PY" -c 'import sys, caffe; caffe.set_device(int(sys.argv[1])); caffe.set_mode_gpu()' "$GPU"; } >/dev/null 2>&1 ||
-    die "GPU=$GPU, but the Caffe in $REPO/.venv cannot use GPU $GPU (a CPU-only build, or no such device): rebuild it with CUDA (CAFFE_GPU=1 bash tools/setup.sh), or unset GPU to run on the CPU"
+  local gpu
+  for gpu in "${GPUS[@]}"; do
+    # In a group whose stderr is discarded, so that the shell's "Aborted" line of a CPU-only Caffe goes too.
+    { "$PY" -c 'import sys, caffe; caffe.set_device(int(sys.argv[1])); caffe.set_mode_gpu()' "$gpu"; } >/dev/null 2>&1 ||
+      die "GPU=$GPU, but the Caffe in $REPO/.venv cannot use GPU $gpu (a CPU-only build, or no such device): rebuild it with CUDA (CAFFE_GPU=1 bash tools/setup.sh), or unset GPU to run on the CPU"
+  done
 }
 
 run_step() {
@@ -499,6 +555,11 @@ run_step() {
   local start=$SECONDS status=0
   run_step_job "$step" || status=$?
   ((status == 0)) || { stop_if_signalled; exit "$status"; }
+  if [[ -n ${DSRG_SHARD:-} ]]; then
+    say "step $step: shard $DSRG_SHARD done in $((SECONDS - start)) s (the step is finished once a run without DSRG_SHARD has checked every shard's outputs)"
+    stop_if_signalled
+    return
+  fi
   local took=$((SECONDS - start))
   mkdir -p "$MARKS"
   if [[ $step != summary ]]; then
@@ -525,7 +586,7 @@ log_copy() {
 }
 
 start_run_log() {
-  RUN_LOG=$RUN_DIR/logs/run-$(date -u +%Y%m%dT%H%M%SZ).log
+  RUN_LOG=$RUN_DIR/logs/run-$(date -u +%Y%m%dT%H%M%SZ)${DSRG_SHARD:+-shard${DSRG_SHARD/\//of}}.log
   mkdir -p "$RUN_DIR/logs"
   [[ -t 2 ]] && export DSRG_PROGRESS=bars
   exec > >(log_copy)
@@ -547,8 +608,9 @@ finish_run_log() {
 
 main() {
   start_run_log
-  say "experiment $EXP, data $PASCAL_DIR, run folder $RUN_DIR, ${GPU:+GPU }${GPU:-CPU}"
+  say "experiment $EXP, data $PASCAL_DIR, run folder $RUN_DIR, ${GPU:+GPU }${GPU:-CPU}, $WORKERS inference worker(s)${DSRG_SHARD:+, shard $DSRG_SHARD only}"
   if (($# == 0)); then
+    [[ -z ${DSRG_SHARD:-} ]] || die "DSRG_SHARD=$DSRG_SHARD: name the step to run in shards (pseudo or test)"
     local step
     for step in "${STEPS[@]}"; do run_step "$step" 0; done
     return
@@ -557,6 +619,8 @@ main() {
   for step in "$@"; do
     [[ " ${STEPS[*]} ablation probe " == *" $step "* ]] ||
       die "unknown step '$step' (steps: ${STEPS[*]}; extra: ablation, probe)"
+    [[ -z ${DSRG_SHARD:-} || $step == pseudo || $step == test ]] ||
+      die "DSRG_SHARD=$DSRG_SHARD: only the steps pseudo and test run in shards (got $step)"
   done
   for step in "$@"; do run_step "$step" 1; done
 }

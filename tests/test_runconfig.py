@@ -95,12 +95,33 @@ def test_an_empty_environment_value_overrides_where_empty_has_a_meaning(experime
     ("PSEUDO_RESTRICT", "yes", "one of '0', '1'"),
     ("CAM_FG_THRESHOLD", "1.5", "a number between 0 and 1"),
     ("STAGE2_SCALES", "0.75,,1", "comma-separated positive numbers"),
-    ("GPU", "0,1", "one GPU id"),
+    ("GPU", "0,,1", "a GPU id"),
+    ("GPU", "0,1,0", "a GPU id"),
+    ("GPU", "gpu0", "a GPU id"),
+    ("WORKERS", "0", "an integer ≥ 1"),
 ])
 def test_a_value_of_the_wrong_type_names_the_setting_and_what_was_expected(experiments, tmp_path, name, value,
                                                                            expected):
     with pytest.raises(SettingsError, match=rf"environment: {name}='{value}': expected {expected}"):
         resolve(experiments, "child", tmp_path, **{name: value})
+
+
+def test_workers_default_to_one_per_gpu_or_the_cores_at_the_blas_threads_of_a_worker(experiments, tmp_path):
+    root, data = experiments
+
+    def workers(cores=8, **environ):
+        resolved = runconfig.resolve(root, "child", dict(environ, PASCAL_DIR=str(data)), tmp_path, tmp_path,
+                                     cores=cores)
+        return resolved.values["WORKERS"], resolved.origins["WORKERS"]
+
+    assert workers() == ("8", "default (cores / 1 BLAS thread)")
+    assert workers(OPENBLAS_NUM_THREADS="2") == ("4", "default (cores / 2 BLAS threads)")
+    assert workers(OMP_NUM_THREADS="3") == ("2", "default (cores / 3 BLAS threads)")
+    assert workers(cores=2, OPENBLAS_NUM_THREADS="4") == ("1", "default (cores / 4 BLAS threads)")
+    assert workers(GPU="3") == ("1", "default (one per GPU)")
+    assert workers(GPU="0,1,2,3") == ("4", "default (one per GPU)")
+    assert workers(GPU="0,1", WORKERS="6") == ("6", "environment")
+    assert int(workers(cores=None)[0]) == runconfig.cpu_cores()
 
 
 def test_warps_must_be_whole_pixels(experiments, tmp_path):

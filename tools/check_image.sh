@@ -38,25 +38,9 @@ while (($#)); do
 done
 
 CHECK_DIR=${CHECK_DIR:-$(mktemp -d /var/tmp/dsrg-check-image.XXXXXX)}
-mkdir -p "$CHECK_DIR/logs"
-SUMMARY=$CHECK_DIR/summary.txt
-: >"$SUMMARY"
-say() { printf '[check-image] %s\n' "$*" >&2; }
-die() { printf '[check-image] ERROR: %s\n' "$*" >&2; exit 1; }
-record() { printf '%s\n' "$*" | tee -a "$SUMMARY" >&2; }
-
-# Run step $1 with its output in logs/$1.log; a failure names the step, the exit status and the log.
-timed_step() {
-  local name=$1; shift
-  local log=$CHECK_DIR/logs/$name.log started=$SECONDS status=0
-  say "step $name (log: $log)"
-  "$@" >"$log" 2>&1 || status=$?
-  if ((status != 0)); then
-    tail -n 30 "$log" >&2 || true
-    die "step $name failed with exit status $status (full log: $log)"
-  fi
-  record "$name: $((SECONDS - started)) s"
-}
+CHECK_NAME=check-image
+# shellcheck source=tools/check_steps.sh
+source "$REPO/tools/check_steps.sh"
 
 ((EUID == 0)) || die "run as root (podman and buildah keep their storage under /var/lib/containers)"
 for tool in podman buildah debootstrap; do

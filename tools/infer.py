@@ -14,12 +14,17 @@ default 241,321,401 as test-ms.py); 'relative' — each scale multiplies the ima
 default 0.75,1,1.25 as test-ms-f.py). Outputs are written atomically; images whose outputs exist are skipped, and a
 folder made with other settings (weights, scales, fusion, CRF, restriction) is refused, not mixed.
 
+Shards: --shard K/N (0-based, 0 ≤ K < N) takes every N-th id of the list starting with the K-th; the N
+shards of one call run as separate processes (or machines) into the same --out. --check-complete, with
+the same arguments, checks instead of inferring: every id has a label map that decodes and has its
+image's size, made with these settings; each problem is a line, and the exit status 1 (docs/scaling.md).
+
 Examples:
   python tools/infer.py --deploy deploy.prototxt --weights stage1/final.caffemodel \\
       --images VOC/JPEGImages --ids lists/train_aug_id.txt --out pseudo --scale-mode warp --crf \\
       --restrict-to-labels cues.pickle.gz --input-list lists/input_list.txt
   python tools/infer.py --deploy deploy.prototxt --weights stage2/final.caffemodel \\
-      --images VOC/JPEGImages --ids lists/val_id.txt --out pred --scale-mode relative --crf
+      --images VOC/JPEGImages --ids lists/val_id.txt --out pred --scale-mode relative --crf --shard 0/2
 """
 import argparse
 import sys
@@ -32,6 +37,7 @@ from dsrg.fileio import atomic_save_label_png, atomic_save_npy, atomic_write_jso
 from dsrg.inference import dense_crf, predict
 from dsrg.lists import read_image_ids
 from dsrg.progress import progress
+from dsrg.shards import format_shard, output_problems, parse_shard, shard_ids
 from pylayers.netio import CaffeForward, load_net
 
 
@@ -51,6 +57,11 @@ def parse_args(argv):
     parser.add_argument("--save-probs", metavar="DIR", help="also write <id>.npy C×H×W float16 probabilities here")
     parser.add_argument("--image-ext", default=".jpg", help="image file extension (default .jpg)")
     parser.add_argument("--limit", type=int, help="only the first N images of the list")
+    parser.add_argument("--shard", type=parse_shard, metavar="K/N",
+                        help="only shard K of N (0-based): every N-th id of the list, starting with the K-th")
+    parser.add_argument("--check-complete", action="store_true",
+                        help="infer nothing: check that every id (of the shard) has a label map that decodes, "
+                             "of its image's size, made with these settings; each problem a line, exit 1")
     add_no_progress(parser)
     args = resolve_scales(parser.parse_args(argv))
     if args.restrict_to_labels and not args.input_list:
@@ -97,25 +108,53 @@ def check_folder_settings(out, settings):
                          f"choose another --out or remove that folder")
 
 
+def check_complete(args, out, settings, image_ids):
+    """--check-complete: the folder's settings record and every id's outputs (dsrg.shards)."""
+    record = out / CONFIG_NAME
+    problems = []
+    try:
+        if record.is_file():
+            check_folder_settings(out, settings)
+        else:
+            problems.append(f"infer.py: {record}: missing (no infer.py call has written into {out})")
+    except ValueError as error:
+        problems.append(str(error) if str(error).startswith("infer.py:") else f"infer.py: {record}: {error}")
+    problems += [f"infer.py: {problem}" for problem in
+                 output_problems(out, image_ids, args.images, args.image_ext, args.save_probs)]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        raise ValueError(f"infer.py: {out}: {len(problems)} problems (listed above) in the outputs of "
+                         f"{len(image_ids)} images")
+    print(f"infer.py: {out}: all {len(image_ids)} images done, made with these settings")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     image_ids = read_image_ids(args.ids)
     if args.limit is not None:
         image_ids = image_ids[:args.limit]
+    mine = shard_ids(image_ids, *args.shard) if args.shard else image_ids
     out = Path(args.out)
     settings = inference_settings(args)
+    if args.check_complete:
+        return check_complete(args, out, settings, mine)
     check_folder_settings(out, settings)
     probs_dir = Path(args.save_probs) if args.save_probs else None
 
     def finished(name):
         return (out / f"{name}.png").is_file() and (probs_dir is None or (probs_dir / f"{name}.npy").is_file())
 
-    todo = [name for name in image_ids if not finished(name)]
-    print(f"{tool_name()}: {len(image_ids) - len(todo)} of {len(image_ids)} images already done; {len(todo)} to go")
+    todo = [name for name in mine if not finished(name)]
+    shard = f" shard {format_shard(args.shard)}" if args.shard else ""
+    print(f"{tool_name()}{shard}: {len(mine) - len(todo)} of {len(mine)} images already done; {len(todo)} to go")
     # The net is loaded (its files checked) before the folder records its settings: a mistyped
     # --deploy or --weights leaves nothing behind that would refuse the corrected call.
     net = load_net(args.deploy, args.weights, args.gpu, tool_name()) if todo else None
     out.mkdir(parents=True, exist_ok=True)
+    # The same record from every shard of a call (the whole list's count, no shard): concurrent
+    # shards replace it atomically with equal contents.
     atomic_write_json(out / CONFIG_NAME, {**settings, "ids": str(args.ids), "images": len(image_ids)})
     if probs_dir is not None:
         probs_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +164,7 @@ def main(argv=None):
         allowed = (image_label_sets(args.restrict_to_labels, args.input_list, num_classes)
                    if args.restrict_to_labels else None)
         crf = dense_crf(args.crf_scale) if args.crf else None
-        for name in progress(todo, desc="infer", unit="img", disable=args.no_progress):
+        for name in progress(todo, desc="infer" + shard, unit="img", disable=args.no_progress):
             if allowed is not None and name not in allowed:
                 raise KeyError(f"{tool_name()}: image {name} is not in {args.input_list}, so its labels are unknown")
             image = read_rgb(Path(args.images) / f"{name}{args.image_ext}")

@@ -107,13 +107,14 @@ def _words(text):
 _words.expected = "space-separated words"
 
 
-def _gpu_id(text):
-    if not re.fullmatch(r"\d+", text):
-        raise ValueError(_gpu_id.expected)
+def _gpu_ids(text):
+    if not re.fullmatch(r"\d+(,\d+)*", text) or len(set(text.split(","))) != len(text.split(",")):
+        raise ValueError(_gpu_ids.expected)
     return text
 
 
-_gpu_id.expected = "one GPU id (e.g. 0), or empty for the CPU"
+_gpu_ids.expected = ("a GPU id (e.g. 0) or a comma-separated list of distinct ids (0,1,2,3: one per inference "
+                     "worker), or empty for the CPU")
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,12 @@ SETTINGS = {setting.name: setting for setting in (
     _setting("DEMO_VAL", POSITIVE, "50", "demo: val images"),
     _setting("DEMO_SIZE", _integer(32), "160", "demo: image side in pixels"),
     _setting("DEMO_SEED", NON_NEGATIVE, "0", "demo: generator seed"),
-    _setting("GPU", _gpu_id, "", "GPU id", empty="the CPU", in_config=False),
+    _setting("GPU", _gpu_ids, "", "GPU id; a list (0,1,2,3) gives each inference worker its own GPU, the "
+             "training steps the first", empty="the CPU", in_config=False),
+    _setting("WORKERS", POSITIVE, "", "inference workers (steps pseudo and test): shards of the image list run "
+             "in parallel on this machine", in_config=False,
+             empty="one per GPU of a GPU list; with one GPU 1; on the CPU the cores / the BLAS threads of a "
+                   "worker (OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, else 1)"),
     _setting("PASCAL_DIR", _text, "", "the data set folder", in_config=False,
              empty="demo: RUN_DIR/data; an error for other experiments"),
     _setting("RUN_DIR", _text, "", "output folder", in_config=False, empty="runs/EXP in the repository"),
@@ -475,6 +481,38 @@ def derive_paths(values, exp, experiments, template_folder, repo, cwd, edits_fol
     }
 
 
+def cpu_cores():
+    """The cores this process may run on (its affinity mask: taskset, a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def blas_threads(environ):
+    """The BLAS threads one inference worker is meant to use: OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS
+    (what OpenBLAS reads), else 1 (run.sh then sets OPENBLAS_NUM_THREADS for the workers itself)."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        text = environ.get(name, "").strip()
+        if re.fullmatch(r"\d+", text) and int(text) > 0:
+            return int(text)
+    return 1
+
+
+def _workers(values, origins, environ, cores):
+    """WORKERS left empty: one per GPU of the GPU list (1 with one GPU); on the CPU as many as the
+    cores hold at the BLAS threads of one worker."""
+    if values["WORKERS"]:
+        return
+    if values["GPU"]:
+        values["WORKERS"] = str(len(values["GPU"].split(",")))
+        origins["WORKERS"] = "default (one per GPU)"
+        return
+    threads = blas_threads(environ)
+    values["WORKERS"] = str(max(1, (cores or cpu_cores()) // threads))
+    origins["WORKERS"] = f"default (cores / {threads} BLAS thread{'s' if threads > 1 else ''})"
+
+
 def _check_scale_mode(values, origins):
     """Warps are square sides in pixels: whole numbers."""
     for name in ("STAGE1_SCALES", "PSEUDO_SCALES") + (("STAGE2_SCALES",) if values["STAGE2_SCALE_MODE"] == "warp"
@@ -550,14 +588,16 @@ def _training_ground_truth(values, origins, paths):
                            f"{len(train_ids)} training ids)")
 
 
-def resolve(experiments, exp, environ, repo, cwd):
-    """The settings of experiment `exp` (a folder of `experiments`) under `environ`."""
+def resolve(experiments, exp, environ, repo, cwd, cores=None):
+    """The settings of experiment `exp` (a folder of `experiments`) under `environ` (`cores`: the
+    machine's, for the default of WORKERS; None counts this process's)."""
     if not exp or "/" in exp or exp.startswith("."):
         raise SettingsError(f"EXP={exp!r}: expected the name of a folder of {experiments}")
     chain = config_chain(experiments, exp)
     values, origins, edits_folder = layer_values(chain, environ, Path(repo))
     template_folder = _template_folder(values, chain, experiments)
     _resnet_variant(values, origins, template_folder)
+    _workers(values, origins, environ, cores)
     _check_scale_mode(values, origins)
     _check_input_list(values, origins)
     paths = derive_paths(values, exp, experiments, template_folder, repo, cwd, edits_folder)
