@@ -98,11 +98,14 @@ resolve_settings() {
 }
 resolve_settings
 [[ $DATA_KIND == demo ]] && mkdir -p "$PASCAL_DIR"
-# GPU: one id or a list; the training steps (and a single inference worker) take the first.
+# GPU: one id or a list. Inference workers take one each (a single one the first); training takes all of
+# a list, one solver process per GPU joined by NCCL (tools/train.py --gpus; docs/multi-gpu.md: the
+# effective batch is the prototxt's times the GPUs).
 GPUS=()
 [[ -n $GPU ]] && IFS=, read -r -a GPUS <<<"$GPU"
-GPU_ARGS=()
-((${#GPUS[@]})) && GPU_ARGS=(--gpu "${GPUS[0]}")
+GPU_ARGS=() TRAIN_GPU_ARGS=()
+((${#GPUS[@]})) && GPU_ARGS=(--gpu "${GPUS[0]}") TRAIN_GPU_ARGS=(--gpu "${GPUS[0]}")
+((${#GPUS[@]} > 1)) && TRAIN_GPU_ARGS=(--gpus "$GPU")
 if [[ -n ${DSRG_SHARD:-} && ! $DSRG_SHARD =~ ^[0-9]+/[0-9]+$ ]]; then
   die "DSRG_SHARD=$DSRG_SHARD: expected K/N (shard K of N, 0-based)"
 fi
@@ -275,7 +278,7 @@ train_stage1() {
   [[ $TRAIN_GT == 1 ]] && seed_gt=(--seed-gt "$GT" --seed-input-list "$STAGE1_LIST")
   # shellcheck disable=SC2046
   "$PY" "$REPO/tools/train.py" --solver "$1/stage1_solver.prototxt" --out "$2" \
-    "${init[@]}" $(iters_arg "$STAGE1_ITERS") --log-every "$LOG_EVERY" "${seed_gt[@]}" "${GPU_ARGS[@]}"
+    "${init[@]}" $(iters_arg "$STAGE1_ITERS") --log-every "$LOG_EVERY" "${seed_gt[@]}" "${TRAIN_GPU_ARGS[@]}"
 }
 
 # Cues from image labels only (CUES=generate): the CAM net (cam_solver.prototxt, initialised like
@@ -292,7 +295,7 @@ step_cues() {
   [[ -n $INIT_WEIGHTS_FILE ]] && init=(--weights "$INIT_WEIGHTS_FILE")
   # shellcheck disable=SC2046
   "$PY" "$REPO/tools/train.py" --solver "$PROTO/cam_solver.prototxt" --out "$RUN_DIR/cam" "${init[@]}" \
-    $(iters_arg "$CAM_ITERS") --log-every "$LOG_EVERY" "${GPU_ARGS[@]}"
+    $(iters_arg "$CAM_ITERS") --log-every "$LOG_EVERY" "${TRAIN_GPU_ARGS[@]}"
   "$PY" "$REPO/tools/extract_cams.py" --deploy "$PROTO/cam_deploy.prototxt" --weights "$RUN_DIR/cam/final.caffemodel" \
     --images "$IMAGES" --ids "$TRAIN_IDS" --out "$RUN_DIR/cams" "${GPU_ARGS[@]}"
   "$PY" "$REPO/tools/make_saliency.py" --images "$IMAGES" --ids "$TRAIN_IDS" --method "$SALIENCY_METHOD" \
@@ -396,7 +399,7 @@ step_stage2() {
   # shellcheck disable=SC2046
   "$PY" "$REPO/tools/train.py" --solver "$PROTO/stage2_solver.prototxt" --out "$RUN_DIR/stage2" \
     --weights "$RUN_DIR/stage1/final.caffemodel" $(iters_arg "$STAGE2_ITERS") --log-every "$LOG_EVERY" \
-    "${GPU_ARGS[@]}"
+    "${TRAIN_GPU_ARGS[@]}"
 }
 
 # val_stage1 WEIGHTS OUT: a stage-1 model's val predictions (its warp scales, CRF).
@@ -542,6 +545,11 @@ check_caffe_mode() {
     { "$PY" -c 'import sys, caffe; caffe.set_device(int(sys.argv[1])); caffe.set_mode_gpu()' "$gpu"; } >/dev/null 2>&1 ||
       die "GPU=$GPU, but the Caffe in $REPO/.venv cannot use GPU $gpu (a CPU-only build, or no such device): rebuild it with CUDA (CAFFE_GPU=1 bash tools/setup.sh), or unset GPU to run on the CPU"
   done
+  # Several GPUs train one solver process per GPU joined by NCCL (tools/train.py --gpus).
+  if ((${#GPUS[@]} > 1)); then
+    "$PY" -c 'import caffe, sys; sys.exit(0 if hasattr(caffe, "NCCL") and caffe.has_nccl() else 1)' >/dev/null 2>&1 ||
+      die "GPU=$GPU trains on ${#GPUS[@]} GPUs through NCCL, but the Caffe in $REPO/.venv was built without NCCL: rebuild it (CAFFE_GPU=1 bash tools/setup.sh; NCCL is on unless CAFFE_NCCL=0), or give one GPU"
+  fi
 }
 
 run_step() {

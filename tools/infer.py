@@ -110,23 +110,23 @@ def check_folder_settings(out, settings):
 
 def check_complete(args, out, settings, image_ids):
     """--check-complete: the folder's settings record and every id's outputs (dsrg.shards)."""
-    record = out / CONFIG_NAME
+    record, name = out / CONFIG_NAME, tool_name()
     problems = []
     try:
         if record.is_file():
             check_folder_settings(out, settings)
         else:
-            problems.append(f"infer.py: {record}: missing (no infer.py call has written into {out})")
+            problems.append(f"{name}: {record}: missing (no infer.py call has written into {out})")
     except ValueError as error:
-        problems.append(str(error) if str(error).startswith("infer.py:") else f"infer.py: {record}: {error}")
-    problems += [f"infer.py: {problem}" for problem in
+        problems.append(str(error) if str(error).startswith(f"{name}:") else f"{name}: {record}: {error}")
+    problems += [f"{name}: {problem}" for problem in
                  output_problems(out, image_ids, args.images, args.image_ext, args.save_probs)]
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        raise ValueError(f"infer.py: {out}: {len(problems)} problems (listed above) in the outputs of "
+        raise ValueError(f"{name}: {out}: {len(problems)} problems (listed above) in the outputs of "
                          f"{len(image_ids)} images")
-    print(f"infer.py: {out}: all {len(image_ids)} images done, made with these settings")
+    print(f"{name}: {out}: all {len(image_ids)} images done, made with these settings")
     return 0
 
 
