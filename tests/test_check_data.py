@@ -152,7 +152,7 @@ def test_training_images_with_image_labels_only_need_no_ground_truth(tmp_path, c
     assert check_data.main(args) == 1
     capsys.readouterr()
     assert check_data.main(args + ["--no-train-gt", "--out", str(tmp_path / "report.json")]) == 0
-    assert ("check_data: OK: 6 images decode completely, the val images with matching ground truth (4 training ids, "
+    assert ("check_data.py: OK: 6 images decode completely, the val images with matching ground truth (4 training ids, "
             "2 val ids)") in capsys.readouterr().out
     assert json.loads((tmp_path / "report.json").read_text())["layout"]["train_gt"] is False
     (gt / f"{VAL[0]}.png").unlink()

@@ -87,7 +87,10 @@ def test_voc12_photos_end_to_end_and_the_ablation(photos, tmp_path):
     annotation = ast.literal_eval(layers["annotation"].python_param.param_str)
     assert (annotation["cue_size"], annotation["cue_file_size"]) == (21, 41)
     log = (run_dir / "stage1" / "train_log.tsv").read_text().splitlines()
-    assert log[0] == "iteration\tloss-Constrain\tloss-Seed" and len(log) == 3
+    # the losses, then the grown seeds' densities and (the photos have ground truth) precisions
+    assert log[0] == ("iteration\tloss-Constrain\tloss-Seed\tseed_bg_density\tseed_bg_precision\t"
+                      "seed_fg_density\tseed_fg_precision") and len(log) == 3
+    assert (run_dir / "stage1" / "seed_growth.png").is_file()
 
     seeded = sorted(path.stem for path in (run_dir / "grown_seeds").glob("*.npy"))
     assert seeded == sorted(line.split()[0][:-len(".jpg")] for line in listed.splitlines()[:SEEDS_LIMIT])
